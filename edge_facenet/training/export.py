@@ -116,6 +116,7 @@ def export_onnx(
             warnings.filterwarnings(
                 "ignore", message=".*legacy TorchScript-based ONNX export", category=DeprecationWarning
             )
+            warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx\._internal")
             torch.onnx.export(
                 model,
                 (torch.zeros(2, 3, height, width),),
