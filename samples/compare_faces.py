@@ -1,11 +1,9 @@
-"""Embed face images with an edge_facenet ONNX model and print how similar they are.
-
-The images should show one face each, already cropped around it; ``--box`` crops every image first (for LFW's
-deep-funneled 250x250 photos, ``--box 65 68 120 120`` gives the framing of the model's alignment template).
-Preprocessing (crop size, channel order, mean and std) comes from the model's own metadata.
+"""Detect, align and embed the main face of each image, and print how similar the faces are.
 
 Example:
-    python samples/compare_faces.py --model nn4_small2.onnx --box 65 68 120 120 a.jpg b.jpg c.jpg
+    python samples/compare_faces.py --model nn4_small2.onnx a.jpg b.jpg c.jpg
+
+The detector is found through --detector, $EDGE_FACENET_DETECTOR, the cache or a verified download.
 """
 
 from __future__ import annotations
@@ -17,57 +15,53 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import onnxruntime
 
-from edge_facenet import blob_from_crops, read_metadata
+from edge_facenet import Recognizer
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Cosine similarity between face images under an ONNX embedder.")
-    parser.add_argument("--model", type=Path, required=True, help="edge_facenet ONNX embedder")
-    parser.add_argument("--box", type=int, nargs=4, metavar=("X", "Y", "W", "H"), help="crop box applied first")
-    parser.add_argument("images", type=Path, nargs="+", help="face images (at least two)")
+    parser = argparse.ArgumentParser(description="Cosine similarity between the main faces of some images.")
+    parser.add_argument("--model", type=Path, help="embedder ONNX (default: $EDGE_FACENET_MODEL or the package's)")
+    parser.add_argument("--detector", type=Path, help="YuNet ONNX (default: $EDGE_FACENET_DETECTOR, cache, download)")
+    parser.add_argument("images", type=Path, nargs="+", help="images with a face each (at least two)")
     args = parser.parse_args(argv)
     if len(args.images) < 2:
         parser.error("give at least two images to compare")
 
-    # 1. The model says how to feed it.
+    # 1. The recogniser reads the crop size, preprocessing and template from the model's own metadata.
     try:
-        metadata = read_metadata(args.model)
+        recognizer = Recognizer(model=args.model, detector=args.detector)
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    metadata = recognizer.embedder.metadata
     height, width = metadata.input_size
     print(f"model: {metadata.arch}, {width}x{height} {metadata.channel_order} -> {metadata.embedding_size}-D")
     if metadata.is_random:
         print("note: this model has RANDOM weights, so the similarities below say nothing about identity")
 
-    # 2. Read, crop and resize every face.
-    crops = []
+    # 2. Embed the largest face of every image.
+    embeddings, names = [], []
+    start = time.perf_counter()
     for path in args.images:
         image = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if image is None:
             print(f"error: cannot read an image from {path}", file=sys.stderr)
             return 1
-        if args.box:
-            x, y, w, h = args.box
-            image = image[y : y + h, x : x + w]
-            if image.size == 0:
-                print(f"error: --box {x} {y} {w} {h} lies outside {path}", file=sys.stderr)
-                return 1
-        crops.append(cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA))
-
-    # 3. One batched call embeds them all.
-    session = onnxruntime.InferenceSession(str(args.model), providers=["CPUExecutionProvider"])
-    blob = blob_from_crops(crops, metadata)
-    start = time.perf_counter()
-    (embeddings,) = session.run(["embedding"], {"input": blob})
+        embedding = recognizer.embed_largest_face(image)
+        if embedding is None:
+            print(f"skipped {path}: no face found")
+            continue
+        embeddings.append(embedding)
+        names.append(path.stem)
     elapsed_ms = (time.perf_counter() - start) * 1000
-    print(f"embedded {len(crops)} faces in {elapsed_ms:.1f} ms (one batch, ONNX Runtime CPU)")
+    print(f"detected, aligned and embedded {len(names)} faces in {elapsed_ms:.0f} ms")
+    if len(names) < 2:
+        print("error: fewer than two faces to compare", file=sys.stderr)
+        return 1
 
-    # 4. Embeddings are unit vectors, so the dot product is the cosine similarity.
-    similarity = embeddings @ embeddings.T
-    names = [path.stem for path in args.images]
+    # 3. Embeddings are unit vectors, so the dot product is the cosine similarity.
+    similarity = np.stack(embeddings) @ np.stack(embeddings).T
     column = max(len(name) for name in names) + 2
     print(" " * column + "".join(f"{i:>8}" for i in range(len(names))))
     for i, name in enumerate(names):

@@ -21,3 +21,35 @@ def lfw_dir() -> Path:
     if not (path / "images").is_dir():
         pytest.skip(f"LFW not found at {path} (set EDGE_FACENET_SHARED)")
     return path
+
+
+@pytest.fixture(scope="session")
+def detector_path() -> Path:
+    path = shared_dir() / "models" / "face_detection_yunet_2023mar.onnx"
+    if not path.is_file():
+        pytest.skip(f"YuNet not found at {path} (set EDGE_FACENET_SHARED)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def random_model_path(tmp_path_factory) -> Path:
+    """An nn4_small2 ONNX with random weights: it exercises the plumbing but recognises no one."""
+    pytest.importorskip("torch")
+    import torch
+
+    from edge_facenet.training import build_model
+    from edge_facenet.training.export import export_onnx, metadata_for
+
+    torch.manual_seed(0)
+    model = build_model("nn4_small2")
+    path = tmp_path_factory.mktemp("models") / "nn4_small2_random.onnx"
+    export_onnx(model, path, metadata_for(model, "nn4_small2"))
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path, monkeypatch):
+    # Keep tests away from the user's cache and from model paths set in the environment.
+    monkeypatch.setenv("EDGE_FACENET_HOME", str(tmp_path / "edge_facenet_home"))
+    monkeypatch.delenv("EDGE_FACENET_DETECTOR", raising=False)
+    monkeypatch.delenv("EDGE_FACENET_MODEL", raising=False)

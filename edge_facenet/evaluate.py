@@ -1,0 +1,294 @@
+"""Evaluate an embedder on a face-verification benchmark (LFW's 10-fold protocol).
+
+Usage:
+    python -m edge_facenet.evaluate lfw --lfw-dir ../shared/data/lfw --model model.onnx [--folds 6-10] [--json]
+
+Each image is detected, aligned and embedded once; aligned crops are cached per detector and crop geometry in
+``$EDGE_FACENET_HOME/cache`` so that several models (FP32 and INT8, say) are compared on the same crops. In LFW the
+labelled person is the face nearest the image centre; where YuNet finds no face, the fixed centre crop is used and
+counted as a detection failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import sys
+import time
+from dataclasses import dataclass
+from os import PathLike
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edge_facenet._files import atomic_output
+from edge_facenet.aligner import FaceAligner
+from edge_facenet.detector import FaceDetector
+from edge_facenet.embedder import Embedder
+from edge_facenet.lfw import IMAGES_FOLDER, Pair, pair_images, read_pairs
+from edge_facenet.metrics import VerificationReport, evaluate_verification, roc_curve
+from edge_facenet.resolve import cache_dir
+
+logger = logging.getLogger(__name__)
+
+SPLITS_FOR_ONE_FOLD = 10
+
+
+@dataclass(frozen=True)
+class AlignedImages:
+    """Aligned crops of a set of images.
+
+    Attributes:
+        keys: Image keys (paths relative to the dataset's images folder).
+        crops: (N, height, width, 3) uint8 BGR crops, in the order of ``keys``.
+        detected: (N,) bool, False where the centre crop stood in for a detection.
+    """
+
+    keys: list[str]
+    crops: np.ndarray
+    detected: np.ndarray
+
+
+def align_images(
+    images_dir: Path,
+    keys: list[str],
+    detector: FaceDetector,
+    aligner: FaceAligner,
+    cache: Path | None = None,
+    progress: bool = True,
+) -> AlignedImages:
+    """Detect and align the central face of each image, reusing and extending a crop cache.
+
+    Raises:
+        FileNotFoundError: When an image is missing.
+        ValueError: When an image cannot be decoded.
+    """
+    cached: dict[str, tuple[np.ndarray, bool]] = {}
+    if cache is not None and cache.is_file():
+        with np.load(cache, allow_pickle=False) as data:
+            cached = {
+                k: (c, bool(d)) for k, c, d in zip(data["keys"].tolist(), data["crops"], data["detected"], strict=True)
+            }
+
+    missing = [key for key in keys if key not in cached]
+    for key in _progress(missing, "aligning", progress):
+        path = images_dir / key
+        if not path.is_file():
+            raise FileNotFoundError(f"image not found: {path}")
+        image = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_COLOR)
+        if image is None:
+            raise ValueError(f"cannot decode an image from {path}")
+        faces = detector.detect(image)
+        if faces:
+            centre = np.array([image.shape[1], image.shape[0]], dtype=np.float32) / 2
+            face = min(faces, key=lambda f: float(np.linalg.norm((f.bbox[:2] + f.bbox[2:]) / 2 - centre)))
+            cached[key] = (aligner.align(image, face.landmarks), True)
+        else:
+            cached[key] = (aligner.centre_crop(image), False)
+
+    if cache is not None and missing:
+        all_keys = sorted(cached)
+        with atomic_output(cache) as temporary, open(temporary, "wb") as file:
+            np.savez(
+                file,
+                keys=np.array(all_keys),
+                crops=np.stack([cached[k][0] for k in all_keys]),
+                detected=np.array([cached[k][1] for k in all_keys]),
+            )
+    return AlignedImages(
+        keys=list(keys),
+        crops=np.stack([cached[k][0] for k in keys]) if keys else np.zeros((0, *aligner.size, 3), np.uint8),
+        detected=np.array([cached[k][1] for k in keys], dtype=bool),
+    )
+
+
+def embed_crops(embedder: Embedder, crops: np.ndarray, batch_size: int = 64, progress: bool = True) -> np.ndarray:
+    """Embed many crops in batches; returns (N, D) float32."""
+    batches = range(0, len(crops), batch_size)
+    parts = [embedder.embed(crops[start : start + batch_size]) for start in _progress(batches, "embedding", progress)]
+    return np.concatenate(parts) if parts else np.zeros((0, embedder.embedding_size), np.float32)
+
+
+def pair_similarities(pairs: list[Pair], keys: list[str], embeddings: np.ndarray) -> np.ndarray:
+    """Cosine similarity of each pair, from unit embeddings indexed like ``keys``."""
+    index = {key: i for i, key in enumerate(keys)}
+    left = embeddings[[index[p.left] for p in pairs]]
+    right = embeddings[[index[p.right] for p in pairs]]
+    return np.einsum("ij,ij->i", left, right)
+
+
+def parse_folds(text: str, available: set[int]) -> list[int]:
+    """Parse a fold list such as ``"1-10"``, ``"6-10"`` or ``"1,3,5"``.
+
+    Raises:
+        ValueError: For malformed text or folds the protocol file does not have.
+    """
+    folds: set[int] = set()
+    try:
+        for part in text.split(","):
+            low, _, high = part.strip().partition("-")
+            folds.update(range(int(low), int(high or low) + 1))
+    except ValueError:
+        raise ValueError(f"--folds expects numbers and ranges such as 1-10 or 1,3,5; got {text!r}") from None
+    unknown = sorted(folds - available)
+    if not folds or unknown:
+        raise ValueError(f"--folds {text!r}: the protocol has folds {min(available)}-{max(available)}, not {unknown}")
+    return sorted(folds)
+
+
+def crop_cache_path(detector: FaceDetector, aligner: FaceAligner, dataset: str) -> Path:
+    """Cache file of aligned crops for one dataset, detector configuration and crop geometry."""
+    settings = [detector.model_path.name, detector.score_threshold, detector.nms_threshold, detector.max_side]
+    settings += [aligner.template.name, aligner.template.points, aligner.size]
+    digest = hashlib.sha256(repr(settings).encode()).hexdigest()[:16]
+    return cache_dir() / "cache" / f"{dataset}_crops_{digest}.npz"
+
+
+def evaluate_lfw(
+    lfw_dir: str | PathLike[str],
+    embedder: Embedder,
+    detector: FaceDetector,
+    folds: list[int] | None = None,
+    pairs_file: str = "pairs.txt",
+    use_cache: bool = True,
+    progress: bool = True,
+) -> tuple[VerificationReport, dict[str, object]]:
+    """Run LFW's verification protocol on the chosen folds.
+
+    The threshold for each fold is chosen on the other chosen folds, so a model is measured only on folds whose
+    people it never saw when ``folds`` excludes its training folds. A single fold is split into ten parts of its
+    pairs for the same purpose.
+
+    Returns:
+        The verification report and extra facts (images, detection failures, the pairs' similarities).
+
+    Raises:
+        FileNotFoundError: When the protocol file or an image is missing.
+        ValueError: For unknown folds.
+    """
+    lfw_dir = Path(lfw_dir)
+    pairs = read_pairs(lfw_dir / pairs_file)
+    chosen = folds or sorted({p.fold for p in pairs})
+    pairs = [p for p in pairs if p.fold in chosen]
+    aligner = FaceAligner.from_metadata(embedder.metadata)
+    cache = crop_cache_path(detector, aligner, f"lfw_{Path(pairs_file).stem}") if use_cache else None
+    aligned = align_images(lfw_dir / IMAGES_FOLDER, pair_images(pairs), detector, aligner, cache, progress)
+    embeddings = embed_crops(embedder, aligned.crops, progress=progress)
+
+    similarities = pair_similarities(pairs, aligned.keys, embeddings)
+    same = np.array([p.same for p in pairs])
+    labels = np.array([p.fold for p in pairs])
+    if len(chosen) == 1:
+        labels = np.arange(len(pairs)) % SPLITS_FOR_ONE_FOLD
+    report = evaluate_verification(similarities, same, labels)
+    facts = {
+        "folds": chosen,
+        "images": len(aligned.keys),
+        "detect_failures": int((~aligned.detected).sum()),
+        "similarities": similarities,
+        "same": same,
+    }
+    return report, facts
+
+
+def draw_roc(similarities: np.ndarray, same: np.ndarray, path: Path, title: str) -> None:
+    """Write a ROC curve (verification rate against log false-accept rate) as a PNG, drawn with OpenCV."""
+    far, tar, _ = roc_curve(similarities, same)
+    width, height, margin = 640, 480, 60
+    canvas = np.full((height, width, 3), 255, np.uint8)
+    lo = -4.0
+
+    def to_pixel(f: np.ndarray, t: np.ndarray) -> np.ndarray:
+        x = (np.log10(np.clip(f, 10**lo, 1.0)) - lo) / -lo
+        return np.stack([margin + x * (width - 2 * margin), height - margin - t * (height - 2 * margin)], 1)
+
+    for exponent in range(int(lo), 1):
+        x = int(to_pixel(np.array([10.0**exponent]), np.array([0.0]))[0, 0])
+        cv2.line(canvas, (x, margin), (x, height - margin), (225, 225, 225), 1)
+        cv2.putText(canvas, f"1e{exponent}", (x - 14, height - margin + 18), cv2.FONT_HERSHEY_SIMPLEX, 0.4, 0, 1)
+    for tick in np.linspace(0, 1, 6):
+        y = int(to_pixel(np.array([1.0]), np.array([tick]))[0, 1])
+        cv2.line(canvas, (margin, y), (width - margin, y), (225, 225, 225), 1)
+        cv2.putText(canvas, f"{tick:.1f}", (margin - 30, y + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.4, 0, 1)
+    points = to_pixel(far, tar).round().astype(np.int32)
+    cv2.polylines(canvas, [points], False, (200, 80, 0), 2, cv2.LINE_AA)
+    cv2.rectangle(canvas, (margin, margin), (width - margin, height - margin), 0, 1)
+    cv2.putText(canvas, title, (margin, margin - 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5, 0, 1, cv2.LINE_AA)
+    cv2.putText(canvas, "false accept rate", (width // 2 - 60, height - 15), cv2.FONT_HERSHEY_SIMPLEX, 0.45, 0, 1)
+    cv2.putText(canvas, "verification rate", (5, margin - 5), cv2.FONT_HERSHEY_SIMPLEX, 0.45, 0, 1)
+    ok, encoded = cv2.imencode(".png", canvas)
+    if not ok:
+        raise ValueError("cannot encode the ROC plot as PNG")
+    with atomic_output(path) as temporary:
+        temporary.write_bytes(encoded.tobytes())
+
+
+def _progress(items, description: str, enabled: bool):
+    if not enabled:
+        return items
+    from tqdm import tqdm
+
+    return tqdm(items, desc=description, unit="batch" if description == "embedding" else "image", leave=False)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m edge_facenet.evaluate", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="benchmark", required=True)
+    lfw = commands.add_parser("lfw", help="LFW 10-fold verification (pairs.txt)")
+    lfw.add_argument("--lfw-dir", type=Path, required=True, help="LFW folder with images/ and pairs.txt")
+    lfw.add_argument("--model", type=Path, help="embedder ONNX (default: $EDGE_FACENET_MODEL or the package's)")
+    lfw.add_argument("--detector", type=Path, help="YuNet ONNX (default: $EDGE_FACENET_DETECTOR, cache, download)")
+    lfw.add_argument("--backend", default="auto", help="embedder backend (default auto)")
+    lfw.add_argument("--folds", default="1-10", help="folds to evaluate, e.g. 1-10, 6-10, 1 (default 1-10)")
+    lfw.add_argument("--pairs", default="pairs.txt", help="protocol file inside --lfw-dir (default pairs.txt)")
+    lfw.add_argument("--plot", type=Path, help="write the ROC curve to this PNG")
+    lfw.add_argument("--no-cache", action="store_true", help="do not read or write the aligned-crop cache")
+    lfw.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+    start = time.perf_counter()
+    try:
+        pairs = read_pairs(args.lfw_dir / args.pairs)
+        folds = parse_folds(args.folds, {p.fold for p in pairs})
+        embedder = Embedder(args.model, backend=args.backend)
+        detector = FaceDetector(args.detector)
+        report, facts = evaluate_lfw(
+            args.lfw_dir, embedder, detector, folds, args.pairs, use_cache=not args.no_cache, progress=not args.json
+        )
+        if args.plot:
+            title = f"{embedder.metadata.arch} on LFW folds {args.folds}: AUC {report.auc:.4f}"
+            draw_roc(facts["similarities"], facts["same"], args.plot, title)
+    except (FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+
+    result = {
+        **report.to_dict(),
+        "detect_failures": facts["detect_failures"],
+        "images": facts["images"],
+        "folds": facts["folds"],
+        "model": str(embedder.model_path),
+        "arch": embedder.metadata.arch,
+        "precision": embedder.metadata.precision,
+        "seconds": round(time.perf_counter() - start, 1),
+    }
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"LFW folds {args.folds} ({report.pairs} pairs, {facts['images']} images), {embedder.metadata.arch}:")
+        print(f"  accuracy        {report.accuracy:.4f} ± {report.accuracy_std:.4f}")
+        print(f"  VAL @ FAR=1e-3  {report.val:.4f} ± {report.val_std:.4f} (achieved FAR {report.far:.5f})")
+        print(f"  AUC             {report.auc:.4f}")
+        print(f"  threshold       {report.threshold:.4f} (best accuracy, all pairs)")
+        print(f"  detect failures {facts['detect_failures']} (centre crop used)")
+        if embedder.metadata.is_random:
+            print("  note: this model has random weights; these figures only show that the pipeline runs")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""Enrol a folder of people and name the faces in some photos.
+
+Example:
+    python samples/identify_photos.py --model nn4_small2.onnx --people people/ group.jpg street.jpg
+
+``people/`` holds one folder per person (``people/Ada/1.jpg``, ...). The gallery is kept in
+``people/gallery.sqlite3`` and updated incrementally on the next run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import cv2
+
+from edge_facenet import Recognizer
+from edge_facenet.gallery import GALLERY_FILENAME
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Enrol a folder of people, then identify the faces in photos.")
+    parser.add_argument("--model", type=Path, help="embedder ONNX (default: $EDGE_FACENET_MODEL or the package's)")
+    parser.add_argument("--detector", type=Path, help="YuNet ONNX (default: $EDGE_FACENET_DETECTOR, cache, download)")
+    parser.add_argument("--people", type=Path, required=True, help="folder of <name>/<image> files")
+    parser.add_argument("--threshold", type=float, help="cosine match threshold (default: the model's)")
+    parser.add_argument("photos", type=Path, nargs="+", help="photos to identify")
+    args = parser.parse_args(argv)
+
+    try:
+        # 1. Enrol (or update) the gallery from the folder; failures are reported, never fatal.
+        gallery_path = args.people / GALLERY_FILENAME
+        recognizer = Recognizer(args.model, args.detector, gallery=gallery_path, threshold=args.threshold)
+        gallery = recognizer.gallery
+        report = gallery.enroll_folder(args.people, recognizer)
+    except (FileNotFoundError, NotADirectoryError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(
+        f"gallery: {len(gallery)} people, {gallery.count()} images "
+        f"({len(report.added)} added, {len(report.unchanged)} unchanged, {len(report.failed)} not enrolled)"
+    )
+    for path, reason in report.failed:
+        print(f"  not enrolled: {path.name}: {reason}")
+    if recognizer.embedder.metadata.is_random:
+        print("note: this model has RANDOM weights: it can only recognise the very photos it enrolled")
+
+    # 2. Identify every face of every photo.
+    for path in args.photos:
+        frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if frame is None:
+            print(f"{path}: cannot read an image")
+            continue
+        try:
+            matches = recognizer.identify(frame)
+        except ValueError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
+        names = ", ".join(f"{m.name or 'unknown'} ({m.similarity:.3f})" for m in matches) or "no face"
+        print(f"{path.name}: {names}")
+    gallery.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

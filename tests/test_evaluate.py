@@ -1,0 +1,83 @@
+import json
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from edge_facenet.aligner import FaceAligner
+from edge_facenet.detector import FaceDetector
+from edge_facenet.evaluate import align_images, pair_similarities, parse_folds
+from edge_facenet.lfw import Pair
+from tests.conftest import REPO_ROOT
+
+
+def run_evaluate(*args, env_home):
+    return subprocess.run(
+        [sys.executable, "-m", "edge_facenet.evaluate", "lfw", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        timeout=600,
+        env={"EDGE_FACENET_HOME": str(env_home), "PATH": "/usr/bin:/bin"},
+    )
+
+
+def test_lfw_fold_json_report_and_crop_cache(lfw_dir, random_model_path, detector_path, tmp_path):
+    """A random model can only show that the pipeline runs end to end; its figures are near chance."""
+    args = ["--lfw-dir", str(lfw_dir), "--model", str(random_model_path), "--detector", str(detector_path)]
+    result = run_evaluate(*args, "--folds", "1", "--json", "--plot", str(tmp_path / "roc.png"), env_home=tmp_path)
+    assert result.returncode == 0, result.stderr
+    (line,) = result.stdout.strip().splitlines()
+    report = json.loads(line)
+    for key in ("accuracy", "std", "val_at_far_1e-3", "auc", "detect_failures"):
+        assert key in report
+    assert report["pairs"] == 600 and report["folds"] == [1]
+    assert 0.4 < report["accuracy"] < 0.8 and 0.0 <= report["val_at_far_1e-3"] <= 1.0
+    assert report["detect_failures"] < 0.02 * report["images"]
+    assert cv2.imread(str(tmp_path / "roc.png")).shape == (480, 640, 3)
+    (cache,) = (tmp_path / "cache").glob("lfw_pairs_crops_*.npz")
+    with np.load(cache, allow_pickle=False) as data:
+        assert data["crops"].shape == (report["images"], 96, 96, 3)
+
+    again = run_evaluate(*args, "--folds", "1", "--json", "--no-cache", env_home=tmp_path)
+    assert json.loads(again.stdout)["accuracy"] == pytest.approx(report["accuracy"])
+
+
+def test_bad_folds_give_a_one_line_error(lfw_dir, random_model_path, tmp_path):
+    result = run_evaluate(
+        "--lfw-dir", str(lfw_dir), "--model", str(random_model_path), "--folds", "0-3", env_home=tmp_path
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().startswith("error: --folds '0-3'") and "Traceback" not in result.stderr
+
+
+def test_parse_folds():
+    assert parse_folds("1-3,7", set(range(1, 11))) == [1, 2, 3, 7]
+    assert parse_folds("6-10", set(range(1, 11))) == [6, 7, 8, 9, 10]
+    for text in ("a", "1-x", "11", ""):
+        with pytest.raises(ValueError, match="--folds"):
+            parse_folds(text, set(range(1, 11)))
+
+
+def test_images_without_a_face_fall_back_to_the_centre_crop(lfw_dir, detector_path, tmp_path):
+    images = tmp_path / "images"
+    (images / "Nobody").mkdir(parents=True)
+    cv2.imwrite(str(images / "Nobody" / "Nobody_0001.jpg"), np.full((250, 250, 3), 90, np.uint8))
+    (images / "Tony_Blair").mkdir()
+    source = lfw_dir / "images" / "Tony_Blair" / "Tony_Blair_0001.jpg"
+    (images / "Tony_Blair" / "Tony_Blair_0001.jpg").write_bytes(source.read_bytes())
+    keys = ["Nobody/Nobody_0001.jpg", "Tony_Blair/Tony_Blair_0001.jpg"]
+    aligned = align_images(
+        images, keys, FaceDetector(detector_path), FaceAligner("lfw_funneled_5pt", (96, 96)), progress=False
+    )
+    assert aligned.detected.tolist() == [False, True]
+    assert aligned.crops.shape == (2, 96, 96, 3) and (aligned.crops[0] == 90).all()
+
+
+def test_pair_similarities_are_dot_products():
+    keys = ["a", "b", "c"]
+    embeddings = np.array([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]], np.float32)
+    pairs = [Pair("a", "c", True, 1), Pair("b", "c", False, 1), Pair("a", "b", False, 1)]
+    np.testing.assert_allclose(pair_similarities(pairs, keys, embeddings), [0.6, 0.8, 0.0], atol=1e-6)
