@@ -82,6 +82,22 @@ def main(argv: list[str] | None = None) -> int:
                 key = f"detect {width}x{height} {backend} max_side={max_side or 'native'}"
                 results[key] = measure(lambda d=detector, f=frame: d.detect(f), args.repeats)
 
+    # 1b. What a reduced detection size costs: recall by face size on 1280x720 scenes, native against max_side=640.
+    recall: dict[str, dict[int, float]] = {}
+    many = lfw_photos(args.lfw_dir, 60, seed=5)
+    for max_side in (None, 640):
+        detector = FaceDetector(args.detector, max_side=max_side)
+        label = f"max_side={max_side or 'native'}"
+        recall[label] = {}
+        for face_width in (24, 32, 48, 64, 96):
+            hits = []
+            for index, photo in enumerate(many):
+                frame, placed = compose_scene([photo], (1280, 720), face_width=face_width, seed=index)
+                (x, y, side) = placed[0]
+                centres = [(f.bbox[:2] + f.bbox[2:]) / 2 for f in detector.detect(frame)]
+                hits.append(any(np.linalg.norm(c - [x + side / 2, y + side / 2]) < side / 3 for c in centres))
+            recall[label][face_width] = float(np.mean(hits))
+
     # 2. Embedder: ms per face at batch 1 and 8.
     embedder = Embedder(model_path, backend="onnxruntime")
     crops = np.random.default_rng(0).integers(0, 256, (8, *embedder.input_size, 3), dtype=np.uint8)
@@ -111,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         "date": time.strftime("%Y-%m-%d"),
     }
     if args.json:
-        print(json.dumps({"machine": machine, "results": results}))
+        print(json.dumps({"machine": machine, "results": results, "recall_1280x720": recall}))
         return 0
     for key, value in machine.items():
         print(f"{key}: {value}")
@@ -120,6 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     for key, value in results.items():
         spread = f"{value['p10']:.2f}-{value['p90']:.2f}"
         print(f"{key:<52} {value['ms']:>10.2f} {spread:>15} {1000 / value['ms']:>8.1f}")
+    print(f"\ndetector recall on 1280x720 scenes by face width in pixels ({len(many)} faces each):")
+    for label, by_width in recall.items():
+        print(f"  {label:<18}" + "  ".join(f"{width}px {value:.2f}" for width, value in by_width.items()))
     ort, cv = results["detect 640x480 onnxruntime max_side=native"], results["detect 640x480 opencv max_side=native"]
     print(f"\ndetector 640x480: OpenCV FaceDetectorYN / ONNX Runtime time ratio = {cv['ms'] / ort['ms']:.2f}")
     print(f"identify() 640x480, 1 face: {results['identify 640x480 1 face(s)']['fps']:.1f} frames/s (goal: 60)")
