@@ -30,6 +30,7 @@ from edge_facenet.detector import FaceDetector
 from edge_facenet.embedder import Embedder
 from edge_facenet.lfw import IMAGES_FOLDER, Pair, pair_images, read_pairs
 from edge_facenet.metrics import VerificationReport, evaluate_verification, roc_curve
+from edge_facenet.plot import line_chart, write_png
 from edge_facenet.resolve import cache_dir
 
 logger = logging.getLogger(__name__)
@@ -195,35 +196,18 @@ def evaluate_lfw(
 
 
 def draw_roc(similarities: np.ndarray, same: np.ndarray, path: Path, title: str) -> None:
-    """Write a ROC curve (verification rate against log false-accept rate) as a PNG, drawn with OpenCV."""
+    """Write the ROC curve (verification rate against log false-accept rate) as a PNG."""
     far, tar, _ = roc_curve(similarities, same)
-    width, height, margin = 640, 480, 60
-    canvas = np.full((height, width, 3), 255, np.uint8)
-    lo = -4.0
-
-    def to_pixel(f: np.ndarray, t: np.ndarray) -> np.ndarray:
-        x = (np.log10(np.clip(f, 10**lo, 1.0)) - lo) / -lo
-        return np.stack([margin + x * (width - 2 * margin), height - margin - t * (height - 2 * margin)], 1)
-
-    for exponent in range(int(lo), 1):
-        x = int(to_pixel(np.array([10.0**exponent]), np.array([0.0]))[0, 0])
-        cv2.line(canvas, (x, margin), (x, height - margin), (225, 225, 225), 1)
-        cv2.putText(canvas, f"1e{exponent}", (x - 14, height - margin + 18), cv2.FONT_HERSHEY_SIMPLEX, 0.4, 0, 1)
-    for tick in np.linspace(0, 1, 6):
-        y = int(to_pixel(np.array([1.0]), np.array([tick]))[0, 1])
-        cv2.line(canvas, (margin, y), (width - margin, y), (225, 225, 225), 1)
-        cv2.putText(canvas, f"{tick:.1f}", (margin - 30, y + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.4, 0, 1)
-    points = to_pixel(far, tar).round().astype(np.int32)
-    cv2.polylines(canvas, [points], False, (200, 80, 0), 2, cv2.LINE_AA)
-    cv2.rectangle(canvas, (margin, margin), (width - margin, height - margin), 0, 1)
-    cv2.putText(canvas, title, (margin, margin - 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5, 0, 1, cv2.LINE_AA)
-    cv2.putText(canvas, "false accept rate", (width // 2 - 60, height - 15), cv2.FONT_HERSHEY_SIMPLEX, 0.45, 0, 1)
-    cv2.putText(canvas, "verification rate", (5, margin - 5), cv2.FONT_HERSHEY_SIMPLEX, 0.45, 0, 1)
-    ok, encoded = cv2.imencode(".png", canvas)
-    if not ok:
-        raise ValueError("cannot encode the ROC plot as PNG")
-    with atomic_output(path) as temporary:
-        temporary.write_bytes(encoded.tobytes())
+    chart = line_chart(
+        {"ROC": (far, tar)},
+        title,
+        "false accept rate",
+        "verification rate",
+        log_x=True,
+        x_range=(1e-4, 1.0),
+        y_range=(0.0, 1.0),
+    )
+    write_png(path, chart)
 
 
 def _progress(items, description: str, enabled: bool):
