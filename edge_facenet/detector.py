@@ -173,3 +173,15 @@ class FaceDetector:
 
 def _no_faces() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return np.zeros((0, 4), np.float32), np.zeros((0, 5, 2), np.float32), np.zeros((0,), np.float32)
+
+
+def central_face(faces: list[Face], width: int, height: int) -> Face | None:
+    """The face whose box centre is nearest the centre of a ``width`` x ``height`` image; None when there is none.
+
+    Photos framed around one person (LFW, the CelebA crops, enrolment photos) label that person this way, also when
+    a more confident face stands in the background. Evaluation and training-crop preparation both use this rule.
+    """
+    if not faces:
+        return None
+    centre = np.array([width, height], dtype=np.float32) / 2
+    return min(faces, key=lambda face: float(np.linalg.norm((face.bbox[:2] + face.bbox[2:]) / 2 - centre)))

@@ -26,7 +26,7 @@ import numpy as np
 
 from edge_facenet._files import atomic_output
 from edge_facenet.aligner import FaceAligner
-from edge_facenet.detector import FaceDetector
+from edge_facenet.detector import FaceDetector, central_face
 from edge_facenet.embedder import Embedder
 from edge_facenet.lfw import IMAGES_FOLDER, Pair, pair_images, read_pairs
 from edge_facenet.metrics import VerificationReport, evaluate_verification, roc_curve
@@ -82,10 +82,8 @@ def align_images(
         image = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_COLOR)
         if image is None:
             raise ValueError(f"cannot decode an image from {path}")
-        faces = detector.detect(image)
-        if faces:
-            centre = np.array([image.shape[1], image.shape[0]], dtype=np.float32) / 2
-            face = min(faces, key=lambda f: float(np.linalg.norm((f.bbox[:2] + f.bbox[2:]) / 2 - centre)))
+        face = central_face(detector.detect(image), image.shape[1], image.shape[0])
+        if face is not None:
             cached[key] = (aligner.align(image, face.landmarks), True)
         else:
             cached[key] = (aligner.centre_crop(image), False)
