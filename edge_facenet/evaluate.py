@@ -119,7 +119,7 @@ def pair_similarities(pairs: list[Pair], keys: list[str], embeddings: np.ndarray
     return np.einsum("ij,ij->i", left, right)
 
 
-def parse_folds(text: str, available: set[int]) -> list[int]:
+def parse_folds(text: str, available: set[int], option: str = "--folds") -> list[int]:
     """Parse a fold list such as ``"1-10"``, ``"6-10"`` or ``"1,3,5"``.
 
     Raises:
@@ -131,10 +131,10 @@ def parse_folds(text: str, available: set[int]) -> list[int]:
             low, _, high = part.strip().partition("-")
             folds.update(range(int(low), int(high or low) + 1))
     except ValueError:
-        raise ValueError(f"--folds expects numbers and ranges such as 1-10 or 1,3,5; got {text!r}") from None
+        raise ValueError(f"{option} expects numbers and ranges such as 1-10 or 1,3,5; got {text!r}") from None
     unknown = sorted(folds - available)
     if not folds or unknown:
-        raise ValueError(f"--folds {text!r}: the protocol has folds {min(available)}-{max(available)}, not {unknown}")
+        raise ValueError(f"{option} {text!r}: the protocol has folds {min(available)}-{max(available)}, not {unknown}")
     return sorted(folds)
 
 

@@ -32,6 +32,14 @@ def detector_path() -> Path:
 
 
 @pytest.fixture(scope="session")
+def openface_path() -> Path:
+    path = shared_dir() / "models" / "openface_nn4_small2_v1_partial.npz"
+    if not path.is_file():
+        pytest.skip(f"OpenFace weights not found at {path} (set EDGE_FACENET_SHARED)")
+    return path
+
+
+@pytest.fixture(scope="session")
 def random_model_path(tmp_path_factory) -> Path:
     """An nn4_small2 ONNX with random weights: it exercises the plumbing but recognises no one."""
     pytest.importorskip("torch")

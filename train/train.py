@@ -19,14 +19,6 @@ import sys
 from pathlib import Path
 
 
-def parse_folds(text: str) -> list[int]:
-    folds: set[int] = set()
-    for part in text.split(","):
-        low, _, high = part.strip().partition("-")
-        folds.update(range(int(low), int(high or low) + 1))
-    return sorted(folds)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Train an edge_facenet embedder (triplet loss, online mining).")
     parser.add_argument("--data", type=Path, action="append", required=True, help="prepared crops (repeatable)")
@@ -64,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     try:
+        from edge_facenet.evaluate import parse_folds
         from edge_facenet.training.data import CropDataset, celeba_possible_lfw, lfw_fold_people
         from edge_facenet.training.trainer import TrainConfig, Trainer, setup_distributed
 
@@ -93,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
         dataset = CropDataset.concatenate([CropDataset.load(path) for path in args.data])
         excluded: set[str] = set()
         if args.exclude_lfw_folds:
-            excluded |= lfw_fold_people(args.lfw_people, parse_folds(args.exclude_lfw_folds))
+            folds = parse_folds(args.exclude_lfw_folds, set(range(1, 11)), "--exclude-lfw-folds")
+            excluded |= lfw_fold_people(args.lfw_people, folds)
         if args.exclude_celeba_lfw:
             excluded |= celeba_possible_lfw(args.exclude_celeba_lfw)
         if excluded:

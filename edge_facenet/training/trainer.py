@@ -478,6 +478,7 @@ class Trainer:
             "held-out identities",
             "epoch",
             "accuracy / AUC",
+            y_range=(0.5, 1.0),
         )
         write_png(self.out_dir / "curves.png", losses, accuracy)
 

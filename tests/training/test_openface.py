@@ -1,5 +1,3 @@
-from pathlib import Path
-
 import cv2
 import numpy as np
 import pytest
@@ -7,7 +5,6 @@ import torch
 
 from edge_facenet.training import build_model
 from edge_facenet.training.openface import OpenFaceLoadReport, load_openface_weights, recalibrate_batchnorm
-from tests.conftest import shared_dir
 
 MISSING_OPENFACE_KEYS = {
     "inception_3c_3x3_conv2_w": "features.inception_3c.branch3x3.1.0.weight",
@@ -17,14 +14,6 @@ MISSING_OPENFACE_KEYS = {
     "inception_5b_3x3_conv2_w": "features.inception_5b.branch3x3.1.0.weight",
 }
 BATCHNORM_LAYERS = 37
-
-
-@pytest.fixture(scope="module")
-def openface_path() -> Path:
-    path = shared_dir() / "models" / "openface_nn4_small2_v1_partial.npz"
-    if not path.is_file():
-        pytest.skip(f"OpenFace weights not found at {path} (set EDGE_FACENET_SHARED)")
-    return path
 
 
 @pytest.fixture(scope="module")

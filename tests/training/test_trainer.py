@@ -16,7 +16,7 @@ from edge_facenet.templates import DEFAULT_TEMPLATE
 from edge_facenet.training.checkpoint import load_checkpoint
 from edge_facenet.training.data import CropDataset, prepare_crops
 from edge_facenet.training.trainer import TrainConfig, Trainer
-from tests.conftest import REPO_ROOT, shared_dir
+from tests.conftest import REPO_ROOT
 
 IDENTITIES = 36
 IMAGES_EACH = 8
@@ -39,14 +39,6 @@ def crops_dir(tmp_path_factory, lfw_dir, detector_path):
     out = tmp_path_factory.mktemp("crops")
     prepare_crops(images, out, FaceDetector(detector_path), FaceAligner(DEFAULT_TEMPLATE, (96, 96)), progress=False)
     return out
-
-
-@pytest.fixture(scope="module")
-def openface_weights():
-    path = shared_dir() / "models" / "openface_nn4_small2_v1_partial.npz"
-    if not path.is_file():
-        pytest.skip(f"OpenFace partial weights not found at {path}")
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +112,7 @@ def verification(trainer, held, pairs, same):
     return evaluate_verification(similarities, same, np.arange(len(similarities)) % 10)
 
 
-def test_training_lowers_the_loss_and_raises_accuracy_on_held_out_photos(dataset, openface_weights, tmp_path):
+def test_training_lowers_the_loss_and_raises_accuracy_on_held_out_photos(dataset, openface_path, tmp_path):
     # Five photos of each person train, the other three make the verification pairs. Starting from OpenFace's
     # published layers keeps this short enough for CI (from a random start the gain takes far longer to show).
     train_rows = np.concatenate([np.flatnonzero(dataset.labels == label)[:5] for label in range(IDENTITIES)])
@@ -129,7 +121,7 @@ def test_training_lowers_the_loss_and_raises_accuracy_on_held_out_photos(dataset
     pairs, same = held_out_pairs(held)
     config = small_config(
         arch="nn4_small2",
-        init_openface=str(openface_weights),
+        init_openface=str(openface_path),
         epochs=6,
         identities_per_batch=8,
         images_per_identity=4,
