@@ -45,7 +45,9 @@ class Triplets:
         positive_idx: Positive indices, int64 (T,).
         negative_idx: Negative indices, int64 (T,).
         pairs: Ordered anchor-positive pairs in the batch.
-        active_fraction: Share of the returned triplets with a positive loss at mining time (0.0 when T is 0).
+        active_fraction: Share of all the batch's valid triplets (every pair with every negative) whose loss is
+            positive at mining time, whatever the strategy returns: it falls as the batch gets separated by the
+            margin (0.0 for a batch without triplets).
         fallback_pairs: Semi-hard mining only: pairs that had no semi-hard negative and used the fallback.
     """
 
@@ -145,8 +147,9 @@ class TripletMiner:
                     negative_mask & (ap_dists[:, None] - an_dists + self.margin > 0), as_tuple=True
                 )
 
-            losses = ap_dists[rows] - an_dists[rows, negative_idx] + self.margin
-            active_fraction = float((losses > 0).float().mean()) if rows.numel() else 0.0
+            violating = negative_mask & (ap_dists[:, None] - an_dists + self.margin > 0)
+            valid = int(negative_mask.sum())
+            active_fraction = float(violating.sum()) / valid if valid else 0.0
             logger.debug(
                 "%s mining: %d pairs, %d triplets, %d fallbacks",
                 self.strategy.value,

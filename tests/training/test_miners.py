@@ -36,6 +36,7 @@ SEMIHARD_FIXED = {(A1, A0, B0), (B0, B1, A1), (G0, G1, H0)}
 SEMIHARD_CHOICES_A0_A1 = {C0, C1}
 HARD = {(A0, A1, C1), (A1, A0, E0), (B0, B1, E0), (B1, B0, E0), (G0, G1, H1), (G1, G0, H1)}
 ALL = {(A0, A1, C0), (A0, A1, C1), (A1, A0, B0), (A1, A0, E0), (B0, B1, A1), (B0, B1, E0), (G0, G1, H0), (G0, G1, H1)}
+VALID_TRIPLETS = 54  # 3 identities with two images: 6 ordered pairs, each with the 9 images of other identities
 
 
 def line_batch(dtype=torch.float32):
@@ -65,7 +66,7 @@ def test_semihard_picks_inside_the_window_and_falls_back():
     assert found >= SEMIHARD_FIXED
     assert triplets.pairs == 6
     assert triplets.fallback_pairs == 1
-    assert triplets.active_fraction == 1.0
+    assert triplets.active_fraction == pytest.approx(len(ALL) / VALID_TRIPLETS)
     for tensor in (triplets.anchor_idx, triplets.positive_idx, triplets.negative_idx):
         assert tensor.dtype == torch.int64 and tensor.device == embeddings.device
 
@@ -97,7 +98,8 @@ def test_hard_takes_the_nearest_negative_of_every_pair():
     assert as_set(triplets) == HARD
     assert triplets.pairs == 6
     assert triplets.fallback_pairs == 0
-    assert triplets.active_fraction == pytest.approx(4 / 6)  # (b1, b0, e0) and (g1, g0, h1) have zero loss
+    # The share of all valid triplets that violate the margin, whatever the strategy returns.
+    assert triplets.active_fraction == pytest.approx(len(ALL) / VALID_TRIPLETS)
 
 
 def test_all_keeps_every_triplet_with_positive_loss():
@@ -107,7 +109,8 @@ def test_all_keeps_every_triplet_with_positive_loss():
     assert as_set(triplets) == ALL
     assert triplets.pairs == 6
     assert triplets.fallback_pairs == 0
-    assert triplets.active_fraction == 1.0
+    assert len(ALL) == 8 and VALID_TRIPLETS == 54  # 6 ordered pairs x 9 negatives each
+    assert triplets.active_fraction == pytest.approx(8 / 54)
 
 
 def test_a_smaller_margin_changes_the_triplets():
