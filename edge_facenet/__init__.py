@@ -5,7 +5,7 @@ which needs the ``train`` extra.
 
 Example:
     >>> from edge_facenet import Recognizer
-    >>> recognizer = Recognizer(model="nn4_small2.onnx", gallery="people.sqlite3")
+    >>> recognizer = Recognizer(gallery="people.sqlite3")  # the shipped nn4_small2; model=PATH for another
     >>> recognizer.enroll("Ada", ["ada_1.jpg", "ada_2.jpg"])
     >>> [(m.name, m.similarity) for m in recognizer.identify(frame)]
 """

@@ -39,10 +39,9 @@ def resolve_embedder_model(model: str | PathLike[str] | None) -> Path:
         return Path(from_env)
     if DEFAULT_MODEL.is_file():
         return DEFAULT_MODEL
-    # TODO: the trained reference nn4_small2 is not shipped yet (it is the reference-model issue's deliverable).
     raise FileNotFoundError(
-        "this edge_facenet has no default embedder yet: pass model=PATH (an ONNX file from export/export_onnx.py) "
-        f"or set ${MODEL_ENV_VAR}"
+        f"the package's default embedder {DEFAULT_MODEL} is missing (an incomplete install?): reinstall edge-facenet, "
+        f"pass model=PATH (an ONNX file from export/export_onnx.py) or set ${MODEL_ENV_VAR}"
     )
 
 

@@ -2,6 +2,12 @@
 
 Usage:
     python -m edge_facenet.evaluate lfw --lfw-dir ../shared/data/lfw --model model.onnx [--folds 6-10] [--json]
+    python -m edge_facenet.evaluate lfw --lfw-dir ../shared/data/lfw --embeddings dlib_resnet_embeddings.npz
+    python -m edge_facenet.evaluate combine A/eval.json B/eval.json
+
+``combine`` joins reports on disjoint folds (``--json`` output of ``lfw``), such as two models that each left out the
+people of the folds they are measured on, into one k-fold figure: mean ± std over all their folds; AUC is the
+pair-weighted mean of the reports' AUCs, since scores of different models do not share one scale.
 
 Each image is detected, aligned and embedded once; aligned crops are cached per detector and crop geometry in
 ``$EDGE_FACENET_HOME/cache`` so that several models (FP32 and INT8, say) are compared on the same crops. In LFW the
@@ -193,6 +199,44 @@ def evaluate_lfw(
     return report, facts
 
 
+def evaluate_lfw_embeddings(
+    lfw_dir: str | PathLike[str],
+    embeddings_file: str | PathLike[str],
+    folds: list[int] | None = None,
+    pairs_file: str = "pairs.txt",
+) -> tuple[VerificationReport, dict[str, object]]:
+    """Run LFW's verification protocol on precomputed embeddings, such as another model's, under the same rules.
+
+    Args:
+        embeddings_file: An ``.npz`` with ``names`` (image keys, ``Name/Name_NNNN.jpg``) and ``embeddings`` (N, D);
+            the embeddings are L2-normalised here and compared by cosine similarity.
+
+    Raises:
+        FileNotFoundError: When a file is missing.
+        ValueError: For unknown folds, or a file without the arrays or without an image of the pairs.
+    """
+    lfw_dir, embeddings_file = Path(lfw_dir), Path(embeddings_file)
+    pairs = read_pairs(lfw_dir / pairs_file)
+    chosen = folds or sorted({p.fold for p in pairs})
+    pairs = [p for p in pairs if p.fold in chosen]
+    if not embeddings_file.is_file():
+        raise FileNotFoundError(f"embeddings file not found: {embeddings_file}")
+    with np.load(embeddings_file, allow_pickle=False) as stored:
+        if not {"names", "embeddings"} <= set(stored.files):
+            raise ValueError(f"{embeddings_file} needs arrays 'names' and 'embeddings', it has {stored.files}")
+        keys = [str(name) for name in stored["names"]]
+        embeddings = stored["embeddings"].astype(np.float32)
+    missing = sorted(set(pair_images(pairs)) - set(keys))
+    if missing:
+        raise ValueError(f"{embeddings_file} lacks {len(missing)} images of the pairs, e.g. {missing[0]}")
+    embeddings /= np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
+    similarities = pair_similarities(pairs, keys, embeddings)
+    same = np.array([p.same for p in pairs])
+    labels = np.array([p.fold for p in pairs]) if len(chosen) > 1 else np.arange(len(pairs)) % SPLITS_FOR_ONE_FOLD
+    facts = {"folds": chosen, "images": len(pair_images(pairs)), "similarities": similarities, "same": same}
+    return evaluate_verification(similarities, same, labels), facts
+
+
 def draw_roc(similarities: np.ndarray, same: np.ndarray, path: Path, title: str) -> None:
     """Write the ROC curve (verification rate against log false-accept rate) as a PNG."""
     far, tar, _ = roc_curve(similarities, same)
@@ -222,6 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     lfw = commands.add_parser("lfw", help="LFW 10-fold verification (pairs.txt)")
     lfw.add_argument("--lfw-dir", type=Path, required=True, help="LFW folder with images/ and pairs.txt")
     lfw.add_argument("--model", type=Path, help="embedder ONNX (default: $EDGE_FACENET_MODEL or the package's)")
+    lfw.add_argument("--embeddings", type=Path, help="score precomputed embeddings (.npz: names, embeddings) instead")
     lfw.add_argument("--detector", type=Path, help="YuNet ONNX (default: $EDGE_FACENET_DETECTOR, cache, download)")
     lfw.add_argument("--backend", default="auto", help="embedder backend (default auto)")
     lfw.add_argument("--folds", default="1-10", help="folds to evaluate, e.g. 1-10, 6-10, 1 (default 1-10)")
@@ -229,46 +274,126 @@ def main(argv: list[str] | None = None) -> int:
     lfw.add_argument("--plot", type=Path, help="write the ROC curve to this PNG")
     lfw.add_argument("--no-cache", action="store_true", help="do not read or write the aligned-crop cache")
     lfw.add_argument("--json", action="store_true", help="print one JSON object")
+    combine = commands.add_parser("combine", help="join lfw --json reports on disjoint folds into one figure")
+    combine.add_argument("reports", type=Path, nargs="+", help="JSON files written by lfw --json")
+    combine.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
+    if args.benchmark == "combine":
+        try:
+            return _report_combined(args.reports, args.json)
+        except (FileNotFoundError, ValueError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
     start = time.perf_counter()
     try:
         pairs = read_pairs(args.lfw_dir / args.pairs)
         folds = parse_folds(args.folds, {p.fold for p in pairs})
-        embedder = Embedder(args.model, backend=args.backend)
-        detector = FaceDetector(args.detector)
-        report, facts = evaluate_lfw(
-            args.lfw_dir, embedder, detector, folds, args.pairs, use_cache=not args.no_cache, progress=not args.json
-        )
+        if args.embeddings is not None:
+            if args.model is not None:
+                raise ValueError("give --model or --embeddings, not both")
+            report, facts = evaluate_lfw_embeddings(args.lfw_dir, args.embeddings, folds, args.pairs)
+            source: dict[str, object] = {"embeddings": str(args.embeddings)}
+            label, random_weights = f"embeddings of {args.embeddings.name}", False
+        else:
+            embedder = Embedder(args.model, backend=args.backend)
+            detector = FaceDetector(args.detector)
+            report, facts = evaluate_lfw(
+                args.lfw_dir, embedder, detector, folds, args.pairs, use_cache=not args.no_cache, progress=not args.json
+            )
+            source = {
+                "detect_failures": facts["detect_failures"],
+                "model": str(embedder.model_path),
+                "arch": embedder.metadata.arch,
+                "precision": embedder.metadata.precision,
+            }
+            label, random_weights = embedder.metadata.arch, embedder.metadata.is_random
         if args.plot:
-            title = f"{embedder.metadata.arch} on LFW folds {args.folds}: AUC {report.auc:.4f}"
-            draw_roc(facts["similarities"], facts["same"], args.plot, title)
+            draw_roc(
+                facts["similarities"],
+                facts["same"],
+                args.plot,
+                f"{label} on LFW folds {args.folds}: AUC {report.auc:.4f}",
+            )
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
 
     result = {
         **report.to_dict(),
-        "detect_failures": facts["detect_failures"],
         "images": facts["images"],
         "folds": facts["folds"],
-        "model": str(embedder.model_path),
-        "arch": embedder.metadata.arch,
-        "precision": embedder.metadata.precision,
+        **source,
         "seconds": round(time.perf_counter() - start, 1),
     }
     if args.json:
         print(json.dumps(result))
-    else:
-        print(f"LFW folds {args.folds} ({report.pairs} pairs, {facts['images']} images), {embedder.metadata.arch}:")
-        print(f"  accuracy        {report.accuracy:.4f} ± {report.accuracy_std:.4f}")
-        print(f"  VAL @ FAR=1e-3  {report.val:.4f} ± {report.val_std:.4f} (achieved FAR {report.far:.5f})")
-        print(f"  AUC             {report.auc:.4f}")
-        print(f"  threshold       {report.threshold:.4f} (best accuracy, all pairs)")
-        print(f"  detect failures {facts['detect_failures']} (centre crop used)")
-        if embedder.metadata.is_random:
-            print("  note: this model has random weights; these figures only show that the pipeline runs")
+        return 0
+    print(f"LFW folds {args.folds} ({report.pairs} pairs, {facts['images']} images), {label}:")
+    print(f"  accuracy        {report.accuracy:.4f} ± {report.accuracy_std:.4f}")
+    print(f"  VAL @ FAR=1e-3  {report.val:.4f} ± {report.val_std:.4f} (achieved FAR {report.far:.5f})")
+    print(f"  AUC             {report.auc:.4f}")
+    print(f"  threshold       {report.threshold:.4f} (best accuracy, all pairs)")
+    if "detect_failures" in source:
+        print(f"  detect failures {source['detect_failures']} (centre crop used)")
+    if random_weights:
+        print("  note: this model has random weights; these figures only show that the pipeline runs")
+    return 0
+
+
+def combine_reports(reports: list[dict[str, object]]) -> dict[str, object]:
+    """Join ``lfw --json`` reports on disjoint folds into one k-fold figure (see the module notes).
+
+    Raises:
+        ValueError: When reports share a fold, lack per-fold figures, or use different FAR targets.
+    """
+    folds = [fold for report in reports for fold in report.get("folds", [])]
+    if len(folds) != len(set(folds)):
+        raise ValueError(f"reports to combine must be on disjoint folds, got folds {folds}")
+    val_keys = {key for report in reports for key in report if key.startswith("fold_val_at_far_")}
+    if len(val_keys) != 1 or any("fold_accuracies" not in report for report in reports):
+        raise ValueError("reports to combine need fold_accuracies and one fold_val_at_far_* list each")
+    val_key = val_keys.pop()
+    accuracies = np.array([value for report in reports for value in report["fold_accuracies"]])
+    vals = np.array([value for report in reports for value in report.get(val_key, [])])
+    if len(vals) != len(accuracies):
+        raise ValueError(f"reports to combine must all have {val_key}")
+    pairs = np.array([report["pairs"] for report in reports], dtype=float)
+    aucs = np.array([report["auc"] for report in reports], dtype=float)
+    name = val_key.removeprefix("fold_")
+    return {
+        "accuracy": float(accuracies.mean()),
+        "std": float(accuracies.std()),
+        name: float(vals.mean()),
+        f"{name}_std": float(vals.std()),
+        "auc": float(np.sum(aucs * pairs) / pairs.sum()),
+        "pairs": int(pairs.sum()),
+        "folds": sorted(folds),
+        "fold_accuracies": accuracies.tolist(),
+        val_key: vals.tolist(),
+    }
+
+
+def _report_combined(paths: list[Path], as_json: bool) -> int:
+    reports = []
+    for path in paths:
+        if not path.is_file():
+            raise FileNotFoundError(f"report not found: {path}")
+        try:
+            reports.append(json.loads(path.read_text()))
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path} is not a JSON report: {error}") from None
+    combined = combine_reports(reports)
+    if as_json:
+        print(json.dumps(combined))
+        return 0
+    val_name = next(key for key in combined if key.startswith("val_at_far_"))
+    print(f"LFW folds {','.join(map(str, combined['folds']))} ({combined['pairs']} pairs) from {len(reports)} reports:")
+    print(f"  accuracy        {combined['accuracy']:.4f} ± {combined['std']:.4f}")
+    far, val, val_std = val_name.removeprefix("val_at_far_"), combined[val_name], combined[f"{val_name}_std"]
+    print(f"  VAL @ FAR={far}  {val:.4f} ± {val_std:.4f}")
+    print(f"  AUC             {combined['auc']:.4f} (pair-weighted mean of the reports')")
     return 0
 
 

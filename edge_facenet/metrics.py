@@ -106,6 +106,8 @@ class VerificationReport:
         threshold: Accuracy-maximising threshold on all pairs.
         val_threshold: Threshold at ``far_target`` on all pairs.
         pairs: Number of pairs.
+        fold_accuracies: Accuracy on each fold, in ascending fold order.
+        fold_vals: VAL on each fold, in ascending fold order.
     """
 
     accuracy: float
@@ -118,9 +120,11 @@ class VerificationReport:
     threshold: float
     val_threshold: float
     pairs: int
+    fold_accuracies: tuple[float, ...] = ()
+    fold_vals: tuple[float, ...] = ()
 
-    def to_dict(self) -> dict[str, float | int]:
-        """Return the headline figures with JSON-friendly keys; VAL's key names the target, e.g. ``val_at_far_1e-3``."""
+    def to_dict(self) -> dict[str, float | int | list[float]]:
+        """Return the figures with JSON-friendly keys; VAL's key names the target, e.g. ``val_at_far_1e-3``."""
         val_key = f"val_at_far_{_far_label(self.far_target)}"
         return {
             "accuracy": self.accuracy,
@@ -131,6 +135,8 @@ class VerificationReport:
             "auc": self.auc,
             "threshold": self.threshold,
             "pairs": self.pairs,
+            "fold_accuracies": list(self.fold_accuracies),
+            f"fold_{val_key}": list(self.fold_vals),
         }
 
 
@@ -281,6 +287,8 @@ def evaluate_verification(
         threshold=accuracy.threshold,
         val_threshold=validation.threshold,
         pairs=int(similarities.size),
+        fold_accuracies=accuracy.accuracies,
+        fold_vals=validation.vals,
     )
     logger.debug("verification on %d pairs: %s", report.pairs, report.to_dict())
     return report

@@ -39,7 +39,7 @@ class Recognizer:
         ValueError: For a bad backend or threshold, or a gallery enrolled with another embedder.
 
     Example:
-        >>> recognizer = Recognizer(model="nn4_small2.onnx", gallery="people.sqlite3")
+        >>> recognizer = Recognizer(gallery="people.sqlite3")  # the shipped nn4_small2; model=PATH for another
         >>> for match in recognizer.identify(frame):
         ...     print(match.name or "unknown", round(match.similarity, 2), match.bbox)
     """

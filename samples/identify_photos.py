@@ -1,7 +1,7 @@
 """Enrol a folder of people and name the faces in some photos.
 
 Example:
-    python samples/identify_photos.py --model nn4_small2.onnx --people people/ group.jpg street.jpg
+    python samples/identify_photos.py --people people/ group.jpg street.jpg   # the shipped model; --model for another
 
 ``people/`` holds one folder per person (``people/Ada/1.jpg``, ...). The gallery is kept in
 ``people/gallery.sqlite3`` and updated incrementally on the next run.
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import cv2
 
-from edge_facenet import Recognizer
+from edge_facenet import Match, Recognizer
 from edge_facenet.gallery import GALLERY_FILENAME
 
 
@@ -46,21 +46,34 @@ def main(argv: list[str] | None = None) -> int:
     if recognizer.embedder.metadata.is_random:
         print("note: this model has RANDOM weights: it can only recognise the very photos it enrolled")
 
-    # 2. Identify every face of every photo.
+    # 2. Identify every face of every photo. Matching runs with no threshold so that an unknown face can show who
+    #    it resembles most; the recogniser's threshold (the model's, or --threshold) then decides.
+    limit = recognizer.threshold if recognizer.threshold is not None else recognizer.embedder.metadata.threshold
+    if limit is None:
+        print("error: the model records no threshold: pass --threshold", file=sys.stderr)
+        return 1
+    print(f"threshold: {limit:.3f}")
     for path in args.photos:
         frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if frame is None:
             print(f"{path}: cannot read an image")
             continue
         try:
-            matches = recognizer.identify(frame)
+            matches = recognizer.identify(frame, threshold=-1.0)
         except ValueError as error:
             print(f"error: {error}", file=sys.stderr)
             return 1
-        names = ", ".join(f"{m.name or 'unknown'} ({m.similarity:.3f})" for m in matches) or "no face"
+        names = ", ".join(describe(m, limit) for m in matches) or "no face"
         print(f"{path.name}: {names}")
     gallery.close()
     return 0
+
+
+def describe(match: Match, threshold: float) -> str:
+    if match.name is not None and match.similarity >= threshold:
+        return f"{match.name} ({match.similarity:.3f})"
+    nearest = f", nearest {match.name}" if match.name else ""
+    return f"unknown ({match.similarity:.3f}{nearest})"
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ import pytest
 
 from edge_facenet import blob_from_crops
 from edge_facenet._files import sha256_file
-from edge_facenet.embedder import Embedder
+from edge_facenet.embedder import DEFAULT_MODEL, Embedder
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +42,9 @@ def test_wrong_crops_raise(embedder):
 
 
 def test_model_resolution_order(random_model_path, tmp_path, monkeypatch):
-    with pytest.raises(FileNotFoundError, match="no default embedder"):
+    assert Embedder().model_path == DEFAULT_MODEL
+    monkeypatch.setattr("edge_facenet.embedder.DEFAULT_MODEL", tmp_path / "absent.onnx")
+    with pytest.raises(FileNotFoundError, match=r"default embedder .* is missing"):
         Embedder()
     monkeypatch.setenv("EDGE_FACENET_MODEL", str(random_model_path))
     assert Embedder().model_path == random_model_path

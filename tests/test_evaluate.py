@@ -8,7 +8,7 @@ import pytest
 
 from edge_facenet.aligner import FaceAligner
 from edge_facenet.detector import FaceDetector
-from edge_facenet.evaluate import align_images, pair_similarities, parse_folds
+from edge_facenet.evaluate import align_images, combine_reports, pair_similarities, parse_folds
 from edge_facenet.lfw import Pair
 from tests.conftest import REPO_ROOT
 
@@ -81,3 +81,59 @@ def test_pair_similarities_are_dot_products():
     embeddings = np.array([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]], np.float32)
     pairs = [Pair("a", "c", True, 1), Pair("b", "c", False, 1), Pair("a", "b", False, 1)]
     np.testing.assert_allclose(pair_similarities(pairs, keys, embeddings), [0.6, 0.8, 0.0], atol=1e-6)
+
+
+def test_precomputed_embeddings_are_scored_under_the_same_protocol(lfw_dir, tmp_path):
+    teacher = lfw_dir / "dlib_resnet_embeddings.npz"
+    if not teacher.is_file():
+        pytest.skip(f"dlib embeddings not found at {teacher}")
+    done = run_evaluate(
+        "--lfw-dir", str(lfw_dir), "--embeddings", str(teacher), "--folds", "6-10", "--json", env_home=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["folds"] == [6, 7, 8, 9, 10] and report["pairs"] == 3000
+    assert len(report["fold_accuracies"]) == 5 and report["accuracy"] > 0.98 and report["auc"] > 0.99
+
+
+def test_embeddings_without_the_pairs_images_give_a_one_line_error(lfw_dir, tmp_path):
+    partial = tmp_path / "partial.npz"
+    np.savez(partial, names=np.array(["Abel_Pacheco/Abel_Pacheco_0001.jpg"]), embeddings=np.ones((1, 128), np.float32))
+    done = run_evaluate("--lfw-dir", str(lfw_dir), "--embeddings", str(partial), env_home=tmp_path)
+    assert done.returncode == 1
+    assert done.stderr.startswith("error: ") and "lacks" in done.stderr and done.stderr.count("\n") == 1
+
+
+def report_on(folds, accuracies, vals, auc):
+    return {
+        "folds": folds,
+        "pairs": 600 * len(folds),
+        "auc": auc,
+        "fold_accuracies": accuracies,
+        "fold_val_at_far_1e-3": vals,
+    }
+
+
+def test_reports_on_disjoint_folds_combine_into_one_figure():
+    combined = combine_reports(
+        [report_on([6, 7], [0.9, 0.8], [0.5, 0.3], 0.96), report_on([1, 2], [0.7, 0.6], [0.2, 0.0], 0.92)]
+    )
+    assert combined["folds"] == [1, 2, 6, 7] and combined["pairs"] == 2400
+    assert combined["accuracy"] == pytest.approx(0.75) and combined["std"] == pytest.approx(
+        np.std([0.9, 0.8, 0.7, 0.6])
+    )
+    assert combined["val_at_far_1e-3"] == pytest.approx(0.25) and combined["auc"] == pytest.approx(0.94)
+
+
+def test_combining_overlapping_reports_gives_a_one_line_error(tmp_path):
+    paths = []
+    for name in ("a", "b"):
+        paths.append(tmp_path / f"{name}.json")
+        paths[-1].write_text(json.dumps(report_on([1, 2], [0.9, 0.8], [0.5, 0.3], 0.96)))
+    done = subprocess.run(
+        [sys.executable, "-m", "edge_facenet.evaluate", "combine", *map(str, paths)],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+    )
+    assert done.returncode == 1 and done.stderr.startswith("error: ") and "disjoint" in done.stderr

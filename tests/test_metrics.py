@@ -182,7 +182,11 @@ def test_report_dict_is_json_ready_and_names_the_target():
         "auc",
         "threshold",
         "pairs",
+        "fold_accuracies",
+        "fold_val_at_far_1e-2",
     ]
+    assert len(as_dict["fold_accuracies"]) == len(as_dict["fold_val_at_far_1e-2"]) == len(set(folds))
+    assert np.mean(as_dict["fold_accuracies"]) == pytest.approx(as_dict["accuracy"])
     assert json.loads(json.dumps(as_dict)) == as_dict
     assert "val_at_far_1e-3" in evaluate_verification(similarities, same, folds).to_dict()
     assert "val_at_far_2.5e-4" in evaluate_verification(similarities, same, folds, far_target=2.5e-4).to_dict()

@@ -13,9 +13,9 @@ from edge_facenet.aligner import FaceAligner
 from edge_facenet.detector import FaceDetector
 from edge_facenet.metrics import evaluate_verification
 from edge_facenet.templates import DEFAULT_TEMPLATE
-from edge_facenet.training.checkpoint import load_checkpoint
+from edge_facenet.training.checkpoint import load_checkpoint, save_checkpoint
 from edge_facenet.training.data import CropDataset, prepare_crops
-from edge_facenet.training.trainer import TrainConfig, Trainer
+from edge_facenet.training.trainer import TrainConfig, Trainer, open_set_threshold
 from tests.conftest import REPO_ROOT
 
 IDENTITIES = 36
@@ -154,6 +154,38 @@ def test_held_out_identities_are_evaluated_and_the_best_checkpoint_kept(dataset,
     best = load_checkpoint(tmp_path / "run" / "best.pt")
     assert best.extra["best_accuracy"] == pytest.approx(result.best_accuracy)
     assert -1.0 <= best.metadata["threshold"] <= 1.0
+
+
+def test_open_set_threshold_counts_every_stranger_pair():
+    labels = np.repeat(np.arange(20), 5)
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(20, 16))
+    embeddings = centres[labels] + 0.3 * rng.normal(size=(100, 16))
+    embeddings /= np.linalg.norm(embeddings, axis=1, keepdims=True)
+    threshold, accepted, strangers = open_set_threshold(embeddings.astype(np.float32), labels, far_target=0.01)
+    assert strangers == 100 * 99 // 2 - 20 * 10
+    similarities = embeddings @ embeddings.T
+    different = labels[:, None] != labels[None, :]
+    assert np.sum(similarities[np.triu(different, 1)] >= threshold) <= 0.01 * strangers
+    assert 0.5 < accepted <= 1.0
+
+
+def test_a_finished_run_records_the_threshold_of_its_best_weights(dataset, tmp_path):
+    run = tmp_path / "run"
+    trainer = Trainer(small_config(epochs=1), dataset, run, progress=False)
+    trainer.fit()
+    best = load_checkpoint(run / "best.pt")
+    trainer.model.load_state_dict(best.state_dict)
+    expected = open_set_threshold(trainer.embed(trainer.split.val.crops), trainer.split.val.labels, seed=3)[0]
+    assert best.metadata["threshold"] == pytest.approx(expected)
+
+    # A run finished under an older rule gets its threshold replaced when resumed; its weights stay.
+    save_checkpoint(run / "best.pt", trainer.model, best.arch, {**best.metadata, "threshold": 0.99}, **best.extra)
+    Trainer(small_config(epochs=1), dataset, run, progress=False).fit(resume=True)
+    again = load_checkpoint(run / "best.pt")
+    assert again.metadata["threshold"] == pytest.approx(expected)
+    for name, tensor in best.state_dict.items():
+        assert torch.equal(tensor, again.state_dict[name]), name
 
 
 def test_resume_refuses_other_settings_and_missing_checkpoints(dataset, tmp_path):
