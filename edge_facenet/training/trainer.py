@@ -58,7 +58,7 @@ def open_set_threshold(
         keep = np.sort(np.random.default_rng(seed).choice(len(embeddings), THRESHOLD_IMAGES, replace=False))
         embeddings, labels = embeddings[keep], labels[keep]
     first, second = np.triu_indices(len(embeddings), k=1)
-    similarities = np.einsum("ij,ij->i", embeddings[first], embeddings[second])
+    similarities = (embeddings @ embeddings.T)[first, second]  # (N, N) floats, not two (pairs, D) copies
     same = labels[first] == labels[second]
     threshold = float(np.clip(threshold_at_far(similarities, same, far_target), -1.0, 1.0))
     accepted = float(np.mean(similarities[same] >= threshold)) if same.any() else float("nan")
