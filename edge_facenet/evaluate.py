@@ -175,28 +175,14 @@ def evaluate_lfw(
         ValueError: For unknown folds.
     """
     lfw_dir = Path(lfw_dir)
-    pairs = read_pairs(lfw_dir / pairs_file)
-    chosen = folds or sorted({p.fold for p in pairs})
-    pairs = [p for p in pairs if p.fold in chosen]
+    pairs, chosen = _chosen_pairs(lfw_dir / pairs_file, folds)
     aligner = FaceAligner.from_metadata(embedder.metadata)
     cache = crop_cache_path(detector, aligner, f"lfw_{Path(pairs_file).stem}") if use_cache else None
     aligned = align_images(lfw_dir / IMAGES_FOLDER, pair_images(pairs), detector, aligner, cache, progress)
     embeddings = embed_crops(embedder, aligned.crops, progress=progress)
 
-    similarities = pair_similarities(pairs, aligned.keys, embeddings)
-    same = np.array([p.same for p in pairs])
-    labels = np.array([p.fold for p in pairs])
-    if len(chosen) == 1:
-        labels = np.arange(len(pairs)) % SPLITS_FOR_ONE_FOLD
-    report = evaluate_verification(similarities, same, labels)
-    facts = {
-        "folds": chosen,
-        "images": len(aligned.keys),
-        "detect_failures": int((~aligned.detected).sum()),
-        "similarities": similarities,
-        "same": same,
-    }
-    return report, facts
+    report, facts = _verify(pairs, chosen, pair_similarities(pairs, aligned.keys, embeddings))
+    return report, {**facts, "images": len(aligned.keys), "detect_failures": int((~aligned.detected).sum())}
 
 
 def evaluate_lfw_embeddings(
@@ -215,10 +201,8 @@ def evaluate_lfw_embeddings(
         FileNotFoundError: When a file is missing.
         ValueError: For unknown folds, or a file without the arrays or without an image of the pairs.
     """
-    lfw_dir, embeddings_file = Path(lfw_dir), Path(embeddings_file)
-    pairs = read_pairs(lfw_dir / pairs_file)
-    chosen = folds or sorted({p.fold for p in pairs})
-    pairs = [p for p in pairs if p.fold in chosen]
+    embeddings_file = Path(embeddings_file)
+    pairs, chosen = _chosen_pairs(Path(lfw_dir) / pairs_file, folds)
     if not embeddings_file.is_file():
         raise FileNotFoundError(f"embeddings file not found: {embeddings_file}")
     with np.load(embeddings_file, allow_pickle=False) as stored:
@@ -226,14 +210,26 @@ def evaluate_lfw_embeddings(
             raise ValueError(f"{embeddings_file} needs arrays 'names' and 'embeddings', it has {stored.files}")
         keys = [str(name) for name in stored["names"]]
         embeddings = stored["embeddings"].astype(np.float32)
-    missing = sorted(set(pair_images(pairs)) - set(keys))
+    images = pair_images(pairs)
+    missing = sorted(set(images) - set(keys))
     if missing:
         raise ValueError(f"{embeddings_file} lacks {len(missing)} images of the pairs, e.g. {missing[0]}")
     embeddings /= np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
-    similarities = pair_similarities(pairs, keys, embeddings)
+    report, facts = _verify(pairs, chosen, pair_similarities(pairs, keys, embeddings))
+    return report, {**facts, "images": len(images)}
+
+
+def _chosen_pairs(path: Path, folds: list[int] | None) -> tuple[list[Pair], list[int]]:
+    pairs = read_pairs(path)
+    chosen = folds or sorted({p.fold for p in pairs})
+    return [p for p in pairs if p.fold in chosen], chosen
+
+
+def _verify(pairs: list[Pair], chosen: list[int], similarities: np.ndarray) -> tuple[VerificationReport, dict]:
+    """The protocol's report; each fold's threshold comes from the other chosen folds (one fold: ten splits)."""
     same = np.array([p.same for p in pairs])
     labels = np.array([p.fold for p in pairs]) if len(chosen) > 1 else np.arange(len(pairs)) % SPLITS_FOR_ONE_FOLD
-    facts = {"folds": chosen, "images": len(pair_images(pairs)), "similarities": similarities, "same": same}
+    facts = {"folds": chosen, "similarities": similarities, "same": same}
     return evaluate_verification(similarities, same, labels), facts
 
 

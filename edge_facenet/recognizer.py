@@ -120,7 +120,7 @@ class Recognizer:
         faces, embeddings = self.embed(frame)
         if not faces:
             return []
-        limit = self._threshold(threshold)
+        limit = self.match_threshold(threshold)
         best = self.gallery.search(embeddings, k=1)
         matches = []
         for face, embedding, candidates in zip(faces, embeddings, best, strict=True):
@@ -170,7 +170,12 @@ class Recognizer:
             self.gallery.add(name, embedding, source_path=str(source) if source else None)
         return len(embeddings)
 
-    def _threshold(self, override: float | None) -> float:
+    def match_threshold(self, override: float | None = None) -> float:
+        """The cosine similarity :meth:`identify` requires: ``override``, else the recogniser's, else the model's.
+
+        Raises:
+            ValueError: When the value is outside [-1, 1], or none is known.
+        """
         for value in (override, self.threshold, self.embedder.metadata.threshold):
             if value is not None:
                 return _check_threshold(value)

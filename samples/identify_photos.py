@@ -48,9 +48,10 @@ def main(argv: list[str] | None = None) -> int:
 
     # 2. Identify every face of every photo. Matching runs with no threshold so that an unknown face can show who
     #    it resembles most; the recogniser's threshold (the model's, or --threshold) then decides.
-    limit = recognizer.threshold if recognizer.threshold is not None else recognizer.embedder.metadata.threshold
-    if limit is None:
-        print("error: the model records no threshold: pass --threshold", file=sys.stderr)
+    try:
+        limit = recognizer.match_threshold()
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
         return 1
     print(f"threshold: {limit:.3f}")
     for path in args.photos:
