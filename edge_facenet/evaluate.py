@@ -175,13 +175,13 @@ def evaluate_lfw(
         ValueError: For unknown folds.
     """
     lfw_dir = Path(lfw_dir)
-    pairs, chosen = _chosen_pairs(lfw_dir / pairs_file, folds)
+    pairs, chosen = chosen_pairs(lfw_dir / pairs_file, folds)
     aligner = FaceAligner.from_metadata(embedder.metadata)
     cache = crop_cache_path(detector, aligner, f"lfw_{Path(pairs_file).stem}") if use_cache else None
     aligned = align_images(lfw_dir / IMAGES_FOLDER, pair_images(pairs), detector, aligner, cache, progress)
     embeddings = embed_crops(embedder, aligned.crops, progress=progress)
 
-    report, facts = _verify(pairs, chosen, pair_similarities(pairs, aligned.keys, embeddings))
+    report, facts = verify_pairs(pairs, chosen, pair_similarities(pairs, aligned.keys, embeddings))
     return report, {**facts, "images": len(aligned.keys), "detect_failures": int((~aligned.detected).sum())}
 
 
@@ -202,7 +202,7 @@ def evaluate_lfw_embeddings(
         ValueError: For unknown folds, or a file without the arrays or without an image of the pairs.
     """
     embeddings_file = Path(embeddings_file)
-    pairs, chosen = _chosen_pairs(Path(lfw_dir) / pairs_file, folds)
+    pairs, chosen = chosen_pairs(Path(lfw_dir) / pairs_file, folds)
     if not embeddings_file.is_file():
         raise FileNotFoundError(f"embeddings file not found: {embeddings_file}")
     with np.load(embeddings_file, allow_pickle=False) as stored:
@@ -215,17 +215,18 @@ def evaluate_lfw_embeddings(
     if missing:
         raise ValueError(f"{embeddings_file} lacks {len(missing)} images of the pairs, e.g. {missing[0]}")
     embeddings /= np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
-    report, facts = _verify(pairs, chosen, pair_similarities(pairs, keys, embeddings))
+    report, facts = verify_pairs(pairs, chosen, pair_similarities(pairs, keys, embeddings))
     return report, {**facts, "images": len(images)}
 
 
-def _chosen_pairs(path: Path, folds: list[int] | None) -> tuple[list[Pair], list[int]]:
+def chosen_pairs(path: Path, folds: list[int] | None) -> tuple[list[Pair], list[int]]:
+    """The pairs of the chosen folds (all folds for None) and the fold numbers."""
     pairs = read_pairs(path)
     chosen = folds or sorted({p.fold for p in pairs})
     return [p for p in pairs if p.fold in chosen], chosen
 
 
-def _verify(pairs: list[Pair], chosen: list[int], similarities: np.ndarray) -> tuple[VerificationReport, dict]:
+def verify_pairs(pairs: list[Pair], chosen: list[int], similarities: np.ndarray) -> tuple[VerificationReport, dict]:
     """The protocol's report; each fold's threshold comes from the other chosen folds (one fold: ten splits)."""
     same = np.array([p.same for p in pairs])
     labels = np.array([p.fold for p in pairs]) if len(chosen) > 1 else np.arange(len(pairs)) % SPLITS_FOR_ONE_FOLD

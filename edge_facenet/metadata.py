@@ -17,6 +17,9 @@ alignment_template     name of the five-point template (see :mod:`edge_facenet.t
 checkpoint_sha256      sha256 of the checkpoint the weights came from, or ``random``
 precision              ``fp32`` (``int8`` for a quantised model)
 threshold              optional: cosine similarity at or above which two faces are the same person
+calibration_method     INT8 models: ``minmax``, ``entropy`` or ``percentile`` (calibration/calibrate.py)
+calibration_faces      INT8 models: how many faces calibrated it (listed in ``<model>.calibration.json``)
+fp32_sha256            INT8 models: sha256 of the FP32 model it was calibrated from
 =====================  ===========================================================================
 """
 

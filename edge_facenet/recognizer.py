@@ -31,6 +31,8 @@ class Recognizer:
         gallery: A :class:`Gallery`, or the path of its SQLite file (created when missing); None starts an empty
             in-memory gallery.
         backend: Embedder backend (see :class:`Embedder`).
+        precision: ``"fp32"``, ``"int8"`` or ``"auto"`` (INT8 on the CPU, FP32 on a GPU): which of the package's
+            embedders to use (see :class:`Embedder`).
         threshold: Cosine similarity at or above which a face takes the best identity's name; None uses the
             threshold in the model's metadata.
 
@@ -39,7 +41,7 @@ class Recognizer:
         ValueError: For a bad backend or threshold, or a gallery enrolled with another embedder.
 
     Example:
-        >>> recognizer = Recognizer(gallery="people.sqlite3")  # the shipped nn4_small2; model=PATH for another
+        >>> recognizer = Recognizer(gallery="people.sqlite3")  # the shipped nn4_small2 (INT8 on a CPU)
         >>> for match in recognizer.identify(frame):
         ...     print(match.name or "unknown", round(match.similarity, 2), match.bbox)
     """
@@ -51,8 +53,12 @@ class Recognizer:
         gallery: str | PathLike[str] | Gallery | None = None,
         backend: str = "auto",
         threshold: float | None = None,
+        precision: str = "auto",
     ) -> None:
-        self.embedder = model if isinstance(model, Embedder) else Embedder(model, backend=backend)
+        if isinstance(model, Embedder):
+            self.embedder = model
+        else:
+            self.embedder = Embedder(model, backend=backend, precision=precision)
         self.detector = detector if isinstance(detector, FaceDetector) else FaceDetector(detector)
         self.aligner = FaceAligner.from_metadata(self.embedder.metadata)
         self.threshold = _check_threshold(threshold) if threshold is not None else None

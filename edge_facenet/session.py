@@ -16,6 +16,7 @@ def create_session(
     model: str | PathLike[str] | bytes,
     providers: list[str] | None = None,
     threads: int | None = None,
+    disabled_optimizers: list[str] | None = None,
 ) -> onnxruntime.InferenceSession:
     """Open an ONNX Runtime session.
 
@@ -24,6 +25,8 @@ def create_session(
         providers: Execution providers in order of preference; unavailable ones are an error, and the CPU provider is
             always appended as the fallback. Default: CPU only.
         threads: Intra-op threads; None lets ONNX Runtime use one per physical core.
+        disabled_optimizers: Names of ONNX Runtime graph transformers to skip, e.g.
+            ``["CommonSubexpressionElimination"]``.
 
     Raises:
         ValueError: When a requested provider is not available in this ONNX Runtime build, or the model is invalid.
@@ -46,7 +49,9 @@ def create_session(
         options.intra_op_num_threads = threads
     source = model if isinstance(model, bytes) else str(model)
     try:
-        return onnxruntime.InferenceSession(source, options, providers=requested)
+        return onnxruntime.InferenceSession(
+            source, options, providers=requested, disabled_optimizers=disabled_optimizers or []
+        )
     except Exception as error:  # onnxruntime raises its own exception types for invalid models
         name = "model bytes" if isinstance(model, bytes) else str(model)
         raise ValueError(f"ONNX Runtime cannot load {name}: {str(error).splitlines()[0]}") from None
