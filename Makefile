@@ -33,7 +33,7 @@ demo: setup
 		echo "LFW or YuNet not found under $(SHARED): set EDGE_FACENET_SHARED to the shared data folder for steps 2-4"; \
 		exit 0; \
 	fi; \
-	echo "== 2. Detect, align and embed with the shipped nn4_small2 (edge_facenet/models/MODEL_CARD.md) =="; \
+	echo "== 2. Detect, align and embed with the shipped nn4_small2 (INT8 on a CPU; edge_facenet/models/MODEL_CARD.md) =="; \
 	$(BIN)/python samples/compare_faces.py --detector $(DETECTOR) \
 		$(LFW)/images/Serena_Williams/Serena_Williams_0003.jpg $(LFW)/images/Serena_Williams/Serena_Williams_0004.jpg \
 		$(LFW)/images/Vladimir_Putin/Vladimir_Putin_0003.jpg $(LFW)/images/Vladimir_Putin/Vladimir_Putin_0004.jpg || exit 1; \

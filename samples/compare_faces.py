@@ -36,7 +36,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     metadata = recognizer.embedder.metadata
     height, width = metadata.input_size
-    print(f"model: {metadata.arch}, {width}x{height} {metadata.channel_order} -> {metadata.embedding_size}-D")
+    print(
+        f"model: {metadata.arch} {metadata.precision.upper()}, {width}x{height} {metadata.channel_order} "
+        f"-> {metadata.embedding_size}-D"
+    )
     if metadata.is_random:
         print("note: this model has RANDOM weights, so the similarities below say nothing about identity")
 
