@@ -1,0 +1,521 @@
+"""Faces tracked across video frames, and each track's identity decided over time.
+
+Per frame the camera app detects faces and hands them to :meth:`FaceTracker.update`, which links each face to a
+track by box overlap. Only the faces that :meth:`FaceTracker.needs_embedding` asks for are aligned and embedded;
+their embeddings go to :meth:`FaceTracker.add_embeddings`, which names each track from the mean of its recent
+embeddings. Deciding on the mean of several frames, as FaceNet's YouTube Faces result did, keeps names from
+flickering where single frames hover around the threshold; re-embedding a tracked face only now and then, or when it
+grew, saves most of the embedder's work.
+
+Identity rule: a track's identity (a name, or None for unknown; every track starts unknown) changes only after
+``switch_after`` consecutive decisions on its windowed mean differed from it, and then takes the latest decision.
+The matcher reports only the best identity and its similarity, so once another name (or none) is best, the mean's
+similarity to the current name is not known and a similarity margin between the two could not be checked; a run of
+disagreeing decisions can be. A track whose decision disagrees with its identity is embedded every frame until that
+is settled, so the confirmation costs ``switch_after`` frames rather than ``switch_after * reembed_every``.
+
+This module needs numpy and the :class:`~edge_facenet.types.Face` type only: no model, gallery or OpenCV.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, get_args
+
+import numpy as np
+
+from edge_facenet.types import Face
+
+logger = logging.getLogger(__name__)
+
+Matcher = Callable[[np.ndarray], list[tuple[str | None, float]]]
+"""Given (N, D) unit embeddings, per row the identity (None below the threshold or for an empty gallery) and the
+best cosine similarity."""
+
+EventKind = Literal["appeared", "identified", "identity_changed", "left"]
+EVENT_KINDS: tuple[str, ...] = get_args(EventKind)
+
+
+@dataclass(frozen=True)
+class TrackEvent:
+    """Something that happened to a track.
+
+    Attributes:
+        kind: "appeared" (a new track), "identified" (a track's first name), "identity_changed" (a later change of
+            identity, also to or from unknown) or "left" (the track ended).
+        track_id: The track.
+        frame_index: The frame at which the tracker saw it happen; for "left", the frame at which the track was
+            given up (see :attr:`Track.last_frame` for the last sighting).
+        timestamp: Seconds, the time of that frame as the caller gave it.
+        name: The track's identity after the event; None for unknown.
+        similarity: Cosine similarity backing ``name`` (see :attr:`Track.similarity`); None before any decision.
+        bbox: The track's box (x1, y1, x2, y2) in pixels.
+        previous_name: For "identity_changed", the identity before; None otherwise.
+    """
+
+    kind: EventKind
+    track_id: int
+    frame_index: int
+    timestamp: float
+    name: str | None
+    similarity: float | None
+    bbox: tuple[float, float, float, float]
+    previous_name: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in EVENT_KINDS:
+            raise ValueError(f"kind must be one of {', '.join(EVENT_KINDS)}, got {self.kind!r}")
+
+    def to_dict(self) -> dict[str, object]:
+        """The event as plain JSON-ready values, floats rounded to 4 decimals.
+
+        Returns:
+            Keys ``event`` (the kind), ``track``, ``frame``, ``time``, ``name`` (None for unknown), ``similarity``,
+            ``bbox`` (a list of 4) and ``previous_name``: the keys of the camera app's other events.
+        """
+        return {
+            "event": self.kind,
+            "track": int(self.track_id),
+            "frame": int(self.frame_index),
+            "time": round(float(self.timestamp), 4),
+            "name": self.name,
+            "similarity": None if self.similarity is None else round(float(self.similarity), 4),
+            "bbox": [round(float(value), 4) for value in self.bbox],
+            "previous_name": self.previous_name,
+        }
+
+
+@dataclass(eq=False)
+class Track:
+    """One face followed across frames. The tracker updates it; callers only read it.
+
+    Attributes:
+        track_id: Unique within a tracker, counting from 1.
+        bbox: The latest box (x1, y1, x2, y2), float32.
+        first_frame: Frame at which the track appeared.
+        last_frame: Last frame with a detection matched to the track.
+        hits: Frames with a matched detection.
+        missed: Consecutive updates without a matched detection.
+        embeddings: The last ``window`` unit embeddings, oldest first.
+        last_embedded_frame: Frame of the latest embedding; None before the first.
+        last_embedded_area: Box area in square pixels when the latest embedding was added.
+        name: The decided identity; None for unknown.
+        similarity: Similarity of the windowed mean to ``name`` at the last decision that agreed with it (for an
+            unknown track, the best similarity, below the threshold); None before any decision.
+        pending: Consecutive decisions that differed from ``name``.
+        was_named: Whether the track has had a name at some point.
+    """
+
+    track_id: int
+    bbox: np.ndarray
+    first_frame: int
+    last_frame: int
+    hits: int = 1
+    missed: int = 0
+    embeddings: deque[np.ndarray] = field(default_factory=deque)
+    last_embedded_frame: int | None = None
+    last_embedded_area: float = 0.0
+    name: str | None = None
+    similarity: float | None = None
+    pending: int = 0
+    was_named: bool = False
+
+    def mean_embedding(self) -> np.ndarray | None:
+        """The L2-normalised mean of the windowed embeddings.
+
+        Returns:
+            A (D,) float32 unit vector; None when there are no embeddings or they cancel out.
+        """
+        if not self.embeddings:
+            return None
+        mean = np.mean(np.stack(self.embeddings), axis=0)
+        norm = float(np.linalg.norm(mean))
+        if not norm > 1e-6:
+            return None
+        return (mean / norm).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class TrackerConfig:
+    """How faces are tracked and when identities change.
+
+    Attributes:
+        iou_threshold: Least box overlap (intersection over union) that links a detection to a track, in (0, 1].
+        max_missed: Updates a track survives without a detection; the next one ends it ("left").
+        window: Embeddings kept per track; identities are decided on their mean.
+        reembed_every: A settled track is embedded again after this many frames.
+        grow_ratio: A track is embedded again as soon as its box area reaches this multiple (> 1) of the area it
+            had at its latest embedding: a nearer face gives a better embedding.
+        min_embeddings_to_name: Embeddings a track needs before its identity is decided, 1 to ``window``.
+        switch_after: Consecutive differing decisions before a track's identity changes (1 = at once).
+    """
+
+    iou_threshold: float = 0.3
+    max_missed: int = 10
+    window: int = 10
+    reembed_every: int = 5
+    grow_ratio: float = 1.25
+    min_embeddings_to_name: int = 1
+    switch_after: int = 3
+
+    def __post_init__(self) -> None:
+        if not _is_real(self.iou_threshold) or not 0.0 < self.iou_threshold <= 1.0:
+            raise ValueError(f"iou_threshold must be a number in (0, 1], got {self.iou_threshold!r}")
+        _check_int("max_missed", self.max_missed, 0)
+        _check_int("window", self.window, 1)
+        _check_int("reembed_every", self.reembed_every, 1)
+        if not _is_real(self.grow_ratio) or not self.grow_ratio > 1.0:
+            raise ValueError(f"grow_ratio must be a finite number > 1, got {self.grow_ratio!r}")
+        _check_int("min_embeddings_to_name", self.min_embeddings_to_name, 1)
+        if self.min_embeddings_to_name > self.window:
+            raise ValueError(
+                f"min_embeddings_to_name must not exceed window ({self.window}), got {self.min_embeddings_to_name}"
+            )
+        _check_int("switch_after", self.switch_after, 1)
+
+
+@dataclass(frozen=True)
+class TrackerStats:
+    """What a tracker has done so far.
+
+    Attributes:
+        frames_processed: Calls of :meth:`FaceTracker.update`.
+        faces_seen: Detections handed to it.
+        tracks_created: Tracks started.
+        embeddings_computed: Embeddings handed to :meth:`FaceTracker.add_embeddings`; ``faces_seen`` minus this
+            is the work tracking saved.
+    """
+
+    frames_processed: int
+    faces_seen: int
+    tracks_created: int
+    embeddings_computed: int
+
+
+class FaceTracker:
+    """Links detected faces across frames and decides each track's identity from its recent embeddings.
+
+    Per frame: :meth:`update` with the detections, then :meth:`needs_embedding` for each returned pair, then
+    :meth:`add_embeddings` with the embeddings of the faces that needed one, then :meth:`drain_events`. At the end of
+    the input, :meth:`finish`. Use one tracker from one thread at a time.
+
+    Args:
+        config: Tracking and identity settings; the defaults of :class:`TrackerConfig` when None.
+
+    Raises:
+        TypeError: When ``config`` is not a :class:`TrackerConfig`.
+    """
+
+    def __init__(self, config: TrackerConfig | None = None) -> None:
+        if config is None:
+            config = TrackerConfig()
+        elif not isinstance(config, TrackerConfig):
+            raise TypeError(f"config must be a TrackerConfig or None, got {type(config).__name__}")
+        self._config = config
+        self._tracks: list[Track] = []  # live tracks in order of creation
+        self._events: list[TrackEvent] = []
+        self._next_id = 1
+        self._last_frame: int | None = None
+        self._dim: int | None = None
+        self._frames = 0
+        self._faces = 0
+        self._embeddings = 0
+
+    @property
+    def config(self) -> TrackerConfig:
+        """The tracker's settings."""
+        return self._config
+
+    @property
+    def tracks(self) -> tuple[Track, ...]:
+        """The live tracks, oldest first."""
+        return tuple(self._tracks)
+
+    def update(self, faces: Sequence[Face], frame_index: int, timestamp: float) -> list[tuple[Track, Face]]:
+        """Link a frame's detections to tracks, start tracks for new faces and end tracks missed for too long.
+
+        Association is greedy: pairs of track and detection are taken by falling IoU, each at most once, while the
+        IoU is at least ``iou_threshold``. A track is compared with its last box; there is no motion model.
+
+        Args:
+            faces: The frame's detections.
+            frame_index: The frame's number, larger than at the previous update.
+            timestamp: The frame's time in seconds.
+
+        Returns:
+            One (track, face) pair per detection, in the order of ``faces``.
+
+        Raises:
+            ValueError: When a box is not 4 finite numbers or ``frame_index`` does not increase.
+        """
+        # TODO: no motion model; a face that moves by more than about half its width between two processed frames
+        # starts a new track. A constant-velocity prediction of each box would fix it for steady motion.
+        self._check_time(frame_index, timestamp, allow_same=False)
+        boxes = _boxes(faces)
+        track_boxes = np.stack([track.bbox for track in self._tracks]) if self._tracks else np.zeros((0, 4))
+        matches = _greedy_matches(_iou(track_boxes, boxes), self._config.iou_threshold)
+
+        assigned: dict[int, Track] = {}
+        for track_index, face_index in matches:
+            track = self._tracks[track_index]
+            track.bbox = boxes[face_index].copy()
+            track.last_frame = frame_index
+            track.hits += 1
+            track.missed = 0
+            assigned[face_index] = track
+
+        matched = {track_index for track_index, _ in matches}
+        survivors = []
+        for track_index, track in enumerate(self._tracks):
+            if track_index not in matched:
+                track.missed += 1
+                if track.missed > self._config.max_missed:
+                    self._emit("left", track, frame_index, timestamp)
+                    continue
+            survivors.append(track)
+        self._tracks = survivors
+
+        for face_index in range(len(faces)):
+            if face_index not in assigned:
+                assigned[face_index] = self._start_track(boxes[face_index], frame_index, timestamp)
+
+        self._frames += 1
+        self._faces += len(faces)
+        self._last_frame = frame_index
+        return [(assigned[face_index], face) for face_index, face in enumerate(faces)]
+
+    def needs_embedding(self, track: Track, face: Face, frame_index: int) -> bool:
+        """Whether the face of a track should be embedded in this frame.
+
+        True for a track never embedded, one with fewer than ``min_embeddings_to_name`` embeddings, one whose
+        latest decision differs from its identity (until settled), one last embedded ``reembed_every`` or more
+        frames ago, and one whose box area reached ``grow_ratio`` times the area at its latest embedding. An unknown
+        track whose decisions agree that it is unknown is checked every ``reembed_every`` frames like a named one:
+        a stranger in view costs no embedding per frame.
+
+        Args:
+            track: A track from this frame's :meth:`update`.
+            face: The face linked to it in this frame.
+            frame_index: This frame's number.
+
+        Returns:
+            Whether to embed ``face`` and pass the embedding to :meth:`add_embeddings`.
+        """
+        config = self._config
+        if track.last_embedded_frame is None or track.pending > 0:
+            return True
+        if len(track.embeddings) < config.min_embeddings_to_name:
+            return True
+        if frame_index - track.last_embedded_frame >= config.reembed_every:
+            return True
+        return face.area > 0.0 and face.area >= config.grow_ratio * track.last_embedded_area
+
+    def add_embeddings(
+        self, pairs: Sequence[tuple[Track, np.ndarray]], matcher: Matcher, frame_index: int, timestamp: float
+    ) -> None:
+        """Add embeddings to their tracks and decide the identity of those tracks.
+
+        Each embedding joins its track's window; then one matcher call covers the windowed means of all tracks that
+        hold at least ``min_embeddings_to_name`` embeddings, and each decision applies the identity rule of this
+        module. Identity changes are emitted as "identified" (a track's first name) or "identity_changed".
+
+        Args:
+            pairs: (track, embedding) with live tracks of this tracker and (D,) embeddings, normalised here.
+            matcher: Names the identity of (N, D) unit embeddings, see :data:`Matcher`.
+            frame_index: The frame the embeddings come from.
+            timestamp: That frame's time in seconds.
+
+        Raises:
+            ValueError: When a track is not live in this tracker, an embedding is not a finite non-zero (D,) vector
+                of the length of the earlier ones, or the matcher returns a wrong number of rows.
+        """
+        vectors = [self._unit_embedding(track, embedding) for track, embedding in pairs]
+        if not vectors:
+            return
+
+        updated: list[Track] = []
+        for (track, _), vector in zip(pairs, vectors, strict=True):
+            track.embeddings.append(vector)
+            track.last_embedded_frame = frame_index
+            track.last_embedded_area = _area(track.bbox)
+            if all(track is not other for other in updated):
+                updated.append(track)
+        self._embeddings += len(vectors)
+
+        ready, means = [], []
+        for track in updated:
+            mean = track.mean_embedding() if len(track.embeddings) >= self._config.min_embeddings_to_name else None
+            if mean is not None:
+                ready.append(track)
+                means.append(mean)
+        if not ready:
+            return
+
+        decisions = list(matcher(np.stack(means)))
+        if len(decisions) != len(ready):
+            raise ValueError(f"matcher must return one (name, similarity) per row, {len(ready)}, got {len(decisions)}")
+        for track, (name, similarity) in zip(ready, decisions, strict=True):
+            self._decide(track, name, float(similarity), frame_index, timestamp)
+
+    def drain_events(self) -> list[TrackEvent]:
+        """The events since the previous drain, in the order they happened."""
+        events, self._events = self._events, []
+        return events
+
+    def finish(self, frame_index: int, timestamp: float) -> None:
+        """End all tracks at the end of the input, emitting "left" for each.
+
+        Args:
+            frame_index: The last frame's number (not below that of the latest update).
+            timestamp: Its time in seconds.
+
+        Raises:
+            ValueError: When ``frame_index`` lies before the latest update.
+        """
+        self._check_time(frame_index, timestamp, allow_same=True)
+        for track in self._tracks:
+            self._emit("left", track, frame_index, timestamp)
+        self._tracks = []
+        self._last_frame = frame_index
+
+    def summary(self) -> TrackerStats:
+        """Counts of frames, faces, tracks and embeddings so far."""
+        return TrackerStats(
+            frames_processed=self._frames,
+            faces_seen=self._faces,
+            tracks_created=self._next_id - 1,
+            embeddings_computed=self._embeddings,
+        )
+
+    def _start_track(self, bbox: np.ndarray, frame_index: int, timestamp: float) -> Track:
+        track = Track(
+            track_id=self._next_id,
+            bbox=bbox.copy(),
+            first_frame=frame_index,
+            last_frame=frame_index,
+            embeddings=deque(maxlen=self._config.window),
+        )
+        self._next_id += 1
+        self._tracks.append(track)
+        self._emit("appeared", track, frame_index, timestamp)
+        return track
+
+    def _decide(self, track: Track, name: str | None, similarity: float, frame_index: int, timestamp: float) -> None:
+        if name == track.name:
+            track.similarity = similarity
+            track.pending = 0
+            return
+
+        track.pending += 1
+        if track.pending < self._config.switch_after:
+            return
+
+        previous = track.name
+        kind: EventKind = "identity_changed" if track.was_named else "identified"
+        track.name, track.similarity, track.pending = name, similarity, 0
+        track.was_named = track.was_named or name is not None
+        self._emit(kind, track, frame_index, timestamp, previous if kind == "identity_changed" else None)
+
+    def _emit(
+        self, kind: EventKind, track: Track, frame_index: int, timestamp: float, previous_name: str | None = None
+    ) -> None:
+        x1, y1, x2, y2 = (float(value) for value in track.bbox)
+        event = TrackEvent(
+            kind=kind,
+            track_id=track.track_id,
+            frame_index=int(frame_index),
+            timestamp=float(timestamp),
+            name=track.name,
+            similarity=track.similarity,
+            bbox=(x1, y1, x2, y2),
+            previous_name=previous_name,
+        )
+        logger.debug("frame %d: track %d %s (%s)", frame_index, track.track_id, kind, track.name)
+        self._events.append(event)
+
+    def _check_time(self, frame_index: int, timestamp: float, allow_same: bool) -> None:
+        if isinstance(frame_index, bool) or not isinstance(frame_index, (int, np.integer)):
+            raise ValueError(f"frame_index must be an integer, got {frame_index!r}")
+        if self._last_frame is not None and (
+            frame_index < self._last_frame or (frame_index == self._last_frame and not allow_same)
+        ):
+            expected = "at least" if allow_same else "greater than"
+            raise ValueError(f"frame_index must be {expected} the previous {self._last_frame}, got {frame_index}")
+        if not _is_real(timestamp):
+            raise ValueError(f"timestamp must be a finite number of seconds, got {timestamp!r}")
+
+    def _unit_embedding(self, track: Track, embedding: np.ndarray) -> np.ndarray:
+        if all(track is not live for live in self._tracks):
+            raise ValueError(f"track {getattr(track, 'track_id', track)!r} is not a live track of this tracker")
+        vector = np.asarray(embedding, dtype=np.float32)
+        dim = self._dim if self._dim is not None else (vector.shape[0] if vector.ndim == 1 else None)
+        if vector.ndim != 1 or vector.shape[0] != dim or dim == 0:
+            expected = f"({self._dim},)" if self._dim is not None else "(D,) with D > 0"
+            raise ValueError(f"embedding of track {track.track_id} must have shape {expected}, got {vector.shape}")
+        norm = float(np.linalg.norm(vector))
+        if not math.isfinite(norm) or norm == 0.0:
+            raise ValueError(f"embedding of track {track.track_id} must be finite and non-zero")
+        self._dim = dim
+        return vector / norm
+
+
+def _is_real(value: object) -> bool:
+    return (
+        isinstance(value, (int, float, np.integer, np.floating))
+        and not isinstance(value, bool)
+        and math.isfinite(float(value))
+    )
+
+
+def _check_int(name: str, value: object, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def _area(bbox: np.ndarray) -> float:
+    x1, y1, x2, y2 = (float(value) for value in bbox)
+    return max(0.0, x2 - x1) * max(0.0, y2 - y1)
+
+
+def _boxes(faces: Sequence[Face]) -> np.ndarray:
+    boxes = np.zeros((len(faces), 4), dtype=np.float32)
+    for index, face in enumerate(faces):
+        bbox = np.asarray(face.bbox, dtype=np.float32)
+        if bbox.shape != (4,) or not np.isfinite(bbox).all():
+            raise ValueError(f"face {index}: bbox must be 4 finite numbers (x1, y1, x2, y2), got {face.bbox!r}")
+        boxes[index] = bbox
+    return boxes
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of every box of ``a`` (T x 4) with every box of ``b`` (F x 4): T x F."""
+    width = np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0])
+    height = np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1])
+    intersection = np.clip(width, 0.0, None) * np.clip(height, 0.0, None)
+    area_a = np.clip(a[:, 2] - a[:, 0], 0.0, None) * np.clip(a[:, 3] - a[:, 1], 0.0, None)
+    area_b = np.clip(b[:, 2] - b[:, 0], 0.0, None) * np.clip(b[:, 3] - b[:, 1], 0.0, None)
+    union = area_a[:, None] + area_b[None, :] - intersection
+    return np.where(union > 0.0, intersection / np.maximum(union, 1e-12), 0.0)
+
+
+def _greedy_matches(iou: np.ndarray, threshold: float) -> list[tuple[int, int]]:
+    """(track, detection) index pairs by falling IoU, each index at most once; ties go to the earlier track."""
+    if iou.size == 0:
+        return []
+    used_tracks: set[int] = set()
+    used_faces: set[int] = set()
+    matches = []
+    for flat in np.argsort(-iou, axis=None, kind="stable"):
+        track_index, face_index = divmod(int(flat), iou.shape[1])
+        if iou[track_index, face_index] < threshold:
+            break
+        if track_index in used_tracks or face_index in used_faces:
+            continue
+        used_tracks.add(track_index)
+        used_faces.add(face_index)
+        matches.append((track_index, face_index))
+    return matches

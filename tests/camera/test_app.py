@@ -1,0 +1,112 @@
+"""The camera app end to end on the demo video: events with the right names, the stranger unknown, clear errors."""
+
+import json
+
+import numpy as np
+import pytest
+
+from edge_facenet.camera import demo
+from edge_facenet.camera.app import main
+
+
+@pytest.fixture(scope="module")
+def material(lfw_dir, tmp_path_factory):
+    return demo.prepare_demo(tmp_path_factory.mktemp("demo"), lfw_dir)
+
+
+def person_at(frame: int, bbox: list[float]) -> str | None:
+    """Who the demo script put nearest to a box centre at a frame."""
+    centre = np.array([(bbox[0] + bbox[2]) / 2, (bbox[1] + bbox[3]) / 2])
+    gaps = {
+        name: np.linalg.norm(np.array([x, y]) + demo.FACE_SIDE / 2 - centre)
+        for name, x, y in demo.scripted_faces(frame)
+    }
+    best = min(gaps, key=gaps.get, default=None)
+    return best if best is not None and gaps[best] < demo.FACE_SIDE / 2 else None
+
+
+def run(arguments, capsys):
+    code = main(arguments)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_the_app_names_the_enrolled_people_and_leaves_the_stranger_unknown(material, detector_path, capsys, tmp_path):
+    output = tmp_path / "annotated.mp4"
+    arguments = [
+        "--gallery",
+        str(material.people_dir),
+        "--source",
+        str(material.video),
+        "--detector",
+        str(detector_path),
+    ]
+    code, out, err = run([*arguments, "--no-display", "--json", "--output", str(output)], capsys)
+    assert code == 0, err
+    events = [json.loads(line) for line in out.splitlines()]
+    summary = events.pop()
+    assert summary["event"] == "summary" and summary["frames"] == material.frames
+    assert summary["embeddings"] < summary["faces"] / 2  # tracking embeds a face every few frames, not every frame
+
+    people = {}  # track -> the scripted person it started on
+    names = {}  # track -> every name the track was given
+    for event in events:
+        if event["event"] == "appeared":
+            people[event["track"]] = person_at(event["frame"], event["bbox"])
+        if event["event"] in ("identified", "identity_changed"):
+            names.setdefault(event["track"], []).append(event["name"])
+    assert {e["event"] for e in events} >= {"appeared", "identified", "left"}
+    assert sum(e["event"] == "appeared" for e in events) == sum(e["event"] == "left" for e in events)
+    scripted = {track: person for track, person in people.items() if person is not None}
+    assert set(scripted.values()) == {*demo.GALLERY_PEOPLE, demo.STRANGER}
+    for track, person in scripted.items():
+        given = [name for name in names.get(track, []) if name is not None]
+        if person == demo.STRANGER:
+            assert given == [], f"the stranger was named {given}"
+        else:
+            assert given and set(given) == {person}, f"track {track} of {person} was named {names.get(track)}"
+    assert set(summary["named"]) == set(demo.GALLERY_PEOPLE)
+    assert output.is_file() and output.stat().st_size > 10_000
+
+
+def test_text_output_ends_with_the_summary(material, detector_path, capsys):
+    arguments = [
+        "--gallery",
+        str(material.people_dir),
+        "--source",
+        str(material.video),
+        "--detector",
+        str(detector_path),
+    ]
+    code, out, _ = run([*arguments, "--no-display", "--max-frames", "30"], capsys)
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].startswith("gallery ") and "4 people" in lines[0]
+    assert any("identified: George_W_Bush" in line for line in lines)
+    assert lines[-1].startswith("summary: 30 frames")
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ("missing.mp4", "not found"),
+        ("http://127.0.0.1:9/stream.mjpg", "cannot open"),
+        ("ftp:/nowhere", ""),
+    ],
+)
+def test_bad_sources_exit_with_one_line(material, detector_path, capsys, tmp_path, source, message):
+    source = str(tmp_path / source) if source.endswith(".mp4") else source
+    arguments = ["--gallery", str(material.people_dir), "--source", source, "--detector", str(detector_path)]
+    code, _, err = run([*arguments, "--no-display"], capsys)
+    assert code == 1
+    assert err.startswith("error: ") and err.count("\n") == 1 and message in err
+
+
+def test_an_empty_gallery_folder_exits_with_one_line(material, detector_path, capsys, tmp_path):
+    empty = tmp_path / "nobody"
+    empty.mkdir()
+    arguments = ["--gallery", str(empty), "--source", str(material.video), "--detector", str(detector_path)]
+    code, _, err = run([*arguments, "--no-display"], capsys)
+    assert code == 1 and "no one could be enrolled" in err and err.count("\n") == 1
+    code, _, err = run(["--gallery", str(tmp_path / "absent"), "--source", str(material.video)], capsys)
+    assert code == 1 and err.startswith("error: ") and err.count("\n") == 1
