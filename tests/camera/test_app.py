@@ -41,7 +41,7 @@ def test_the_app_names_the_enrolled_people_and_leaves_the_stranger_unknown(mater
         "--detector",
         str(detector_path),
     ]
-    code, out, err = run([*arguments, "--no-display", "--json", "--output", str(output)], capsys)
+    code, out, err = run([*arguments, "--no-display", "--json", "--max-frames", "500", "--output", str(output)], capsys)
     assert code == 0, err
     events = [json.loads(line) for line in out.splitlines()]
     summary = events.pop()
