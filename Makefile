@@ -19,7 +19,7 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet $(TORCH)
-	$(BIN)/python -m pip install --quiet -e '.[train,calibrate,dev]'
+	$(BIN)/python -m pip install --quiet -e '.[train,calibrate,ann,dev]'
 	touch $@
 
 DETECTOR ?= $(SHARED)/models/face_detection_yunet_2023mar.onnx

@@ -77,8 +77,9 @@ class Embedder:
 
     Raises:
         FileNotFoundError: When the model file cannot be found.
-        ValueError: For an unknown backend or precision, an unavailable provider, a model without edge_facenet
-            metadata, or a model of another precision than asked for.
+        ValueError: For an unknown backend or precision, an unavailable provider, a file ONNX Runtime cannot load, a
+            model without edge_facenet metadata or whose metadata disagrees with its input and output shapes, or a
+            model of another precision than asked for.
         ImportError: For ``backend="tensorrt"`` without TensorRT; the message names the extra to install.
     """
 
@@ -127,8 +128,10 @@ class Embedder:
             )
             self.fingerprint = sha256_file(self.model_path)
             (model_input,) = self._session.get_inputs()
+            model_output = self._session.get_outputs()[0]
+            _check_shapes(self.model_path, self.metadata, model_input.shape, model_output.shape)
             self._input_name = model_input.name
-            self._output_name = self._session.get_outputs()[0].name
+            self._output_name = model_output.name
         if precision != "auto" and self.metadata.precision != precision:
             raise ValueError(f"{self.model_path} is a {self.metadata.precision} model, not {precision}")
         if self.metadata.is_random:
@@ -175,3 +178,24 @@ class Embedder:
             return self._engine.run(blob)
         (embeddings,) = self._session.run([self._output_name], {self._input_name: blob})
         return np.asarray(embeddings, dtype=np.float32)
+
+
+def _check_shapes(path: Path, metadata: ModelMetadata, input_shape: list, output_shape: list) -> None:
+    # Metadata that disagrees with the graph would otherwise fail inside ONNX Runtime at the first embed (input size),
+    # or fill galleries with vectors of another length than they declare (embedding size). Symbolic dimensions pass.
+    def agree(declared: list, expected: tuple[int, ...]) -> bool:
+        return len(declared) == len(expected) and all(
+            not isinstance(have, int) or have == want for have, want in zip(declared[1:], expected[1:], strict=True)
+        )
+
+    height, width = metadata.input_size
+    if not agree(input_shape, (-1, 3, height, width)):
+        raise ValueError(
+            f"{path}: its metadata says input_size [{height}, {width}] (an N x 3 x {height} x {width} input), but the "
+            f"model's input is {input_shape}"
+        )
+    if not agree(output_shape, (-1, metadata.embedding_size)):
+        raise ValueError(
+            f"{path}: its metadata says embedding_size {metadata.embedding_size}, but the model's output is "
+            f"{output_shape}"
+        )

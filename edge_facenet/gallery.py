@@ -1,14 +1,17 @@
 """A persistent face gallery: named identities and their embeddings in one SQLite file.
 
 The file holds three tables and nothing executable (no pickle): ``identities`` (unique names), ``embeddings`` (one
-row per enrolled image: a little-endian float32 blob of the L2-normalised embedding, and the source file's path and
-sha256 when it came from a file) and ``meta`` (schema version, the embedder's fingerprint, the embedding size).
-A gallery is tied to the embedder that filled it: embeddings of two models live in unrelated spaces, so opening a
-gallery with another embedder raises :class:`GalleryMismatchError` instead of returning meaningless matches.
+row per enrolled image: a little-endian float32, or float16, blob of the L2-normalised embedding, and the source
+file's path and sha256 when it came from a file) and ``meta`` (schema version, the embedder's fingerprint, the
+embedding size, the stored precision). A gallery is tied to the embedder that filled it: embeddings of two models
+live in unrelated spaces, so opening a gallery with another embedder raises :class:`GalleryMismatchError` instead of
+returning meaningless matches.
 
 Every write runs in one transaction and the journal is SQLite's write-ahead log, so a process killed at any point
 leaves the previous or the next state of the gallery on disk, never a mixture. With ``synchronous=NORMAL`` a power
-cut may lose the last few committed writes, but it does not corrupt the file.
+cut may lose the last few committed writes, but it does not corrupt the file. The file is private to its owner and
+removed embeddings are scrubbed from it (see :mod:`edge_facenet.gallery_storage`); search is in
+:mod:`edge_facenet.gallery_index`, reading enrolment folders in :mod:`edge_facenet.gallery_folder`.
 """
 
 from __future__ import annotations
@@ -19,45 +22,63 @@ import logging
 import os
 import re
 import sqlite3
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 
-from edge_facenet import __version__
+from edge_facenet._optional import require
+from edge_facenet.gallery_folder import (
+    IMAGE_EXTENSIONS,
+    EnrollingRecognizer,
+    EnrollmentReport,
+    FolderScan,
+    decode,
+    enrolment_root,
+    one_line,
+    scan_folder,
+)
+from edge_facenet.gallery_index import (
+    AUTO_IVF_MIN_EMBEDDINGS,
+    DTYPES,
+    INDEX_KINDS,
+    EmbeddingMatrix,
+    IvfIndex,
+    exact_search,
+)
+from edge_facenet.gallery_storage import (
+    SCHEMA_VERSION,
+    GalleryMismatchError,
+    encode,
+    open_database,
+    read_embeddings,
+    scrub_wal,
+    transaction,
+)
+
+__all__ = [
+    "GALLERY_FILENAME",
+    "IMAGE_EXTENSIONS",
+    "SCHEMA_VERSION",
+    "Candidate",
+    "EnrollingRecognizer",
+    "EnrollmentReport",
+    "Gallery",
+    "GalleryMismatchError",
+]
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
 GALLERY_FILENAME = "gallery.sqlite3"
-IMAGE_EXTENSIONS = (".bmp", ".jpeg", ".jpg", ".png", ".webp")
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
-_TABLES = ("meta", "identities", "embeddings")
-_SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS identities (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE)",
-    """CREATE TABLE IF NOT EXISTS embeddings (
-        id INTEGER PRIMARY KEY,
-        identity_id INTEGER NOT NULL REFERENCES identities (id) ON DELETE CASCADE,
-        vector BLOB NOT NULL,
-        source_path TEXT,
-        source_sha256 TEXT
-    )""",
-    "CREATE INDEX IF NOT EXISTS embeddings_by_identity ON embeddings (identity_id)",
-    "CREATE INDEX IF NOT EXISTS embeddings_by_source ON embeddings (source_path)",
-)
 _DROP_EMPTY_IDENTITY = (
     "DELETE FROM identities WHERE name = ? AND NOT EXISTS (SELECT 1 FROM embeddings WHERE identity_id = identities.id)"
 )
-
-
-class GalleryMismatchError(ValueError):
-    """The gallery was enrolled with another embedder (fingerprint or embedding size differ)."""
 
 
 @dataclass(frozen=True)
@@ -73,66 +94,31 @@ class Candidate:
     similarity: float
 
 
-@dataclass(frozen=True)
-class EnrollmentReport:
-    """What :meth:`Gallery.enroll_folder` did, with absolute paths in sorted order.
-
-    Attributes:
-        added: Files newly embedded and enrolled.
-        unchanged: Files whose content (sha256) was already enrolled for their identity; not embedded again.
-        failed: (file, one-line reason) for files that could not be enrolled (unreadable, not an image, no face)
-            and for identity folders that could not be listed.
-        removed: Previously enrolled files that are gone or whose content changed; their embeddings were dropped.
-            A changed file appears here and in ``added``.
-    """
-
-    added: tuple[Path, ...]
-    unchanged: tuple[Path, ...]
-    failed: tuple[tuple[Path, str], ...]
-    removed: tuple[Path, ...]
-
-
-class EnrollingRecognizer(Protocol):
-    """What :meth:`Gallery.from_folder` needs of a recognizer."""
-
-    @property
-    def fingerprint(self) -> str:
-        """sha256 of the embedder's ONNX file."""
-        ...
-
-    @property
-    def embedding_size(self) -> int:
-        """Length of the embeddings."""
-        ...
-
-    def embed_largest_face(self, image: np.ndarray) -> np.ndarray | None:
-        """Embed the largest face of a BGR uint8 image; None when it shows no face."""
-        ...
-
-
-@dataclass(frozen=True)
-class _Index:
-    names: tuple[str, ...]  # identities that have embeddings, sorted
-    starts: np.ndarray  # first row of each identity in matrix
-    matrix: np.ndarray  # R x D float32, rows grouped by identity
-    data_version: int
-
-
 class Gallery:
-    """Enrolled identities and exact cosine search over their embeddings, stored in an SQLite file.
+    """Enrolled identities and cosine search over their embeddings, stored in an SQLite file.
 
     Use a gallery object from one thread at a time (handing it to another thread is fine). Several objects, also in
-    other processes, may open one file; each sees the others' committed writes at its next search.
+    other processes, may open one file; each sees the others' committed writes at its next search, which then reads
+    the embeddings again (2 to 3 s for a million) and rebuilds an IVF index (about 8 s more for a million).
 
     Args:
-        path: The gallery file, created with its folder when missing; None keeps the gallery in memory.
+        path: The gallery file, created (owner-only, 0600) with its folder (0700) when missing; None keeps the
+            gallery in memory.
         fingerprint: sha256 (64 lowercase hex digits) of the embedder's ONNX file.
         embedding_size: Length of the embeddings.
+        dtype: Precision of the in-memory search matrix, ``"float32"`` or ``"float16"`` (half the memory, similarities
+            within 1e-3, search about 1.5x slower); a new file also stores embeddings in it. A file keeps the precision
+            it was created with: embeddings added later are stored in it whatever ``dtype`` says. None: the file's
+            (float32 for a new file).
+        index: ``"exact"`` (default) searches every embedding; ``"ivf"`` uses an approximate faiss IVF index (the
+            ``ann`` extra; recall@1 about 0.999 of exact); ``"auto"`` uses it from
+            :data:`~edge_facenet.gallery_index.AUTO_IVF_MIN_EMBEDDINGS` embeddings on and exact search below.
 
     Raises:
         GalleryMismatchError: When the file was enrolled with another fingerprint or embedding size.
         ValueError: When the file is not an SQLite database or not an edge_facenet gallery, or an argument is invalid.
         IsADirectoryError: When ``path`` is a folder.
+        ImportError: When ``index`` is ``"ivf"`` or ``"auto"`` and faiss is not installed.
 
     Example:
         >>> with Gallery("staff.sqlite3", fingerprint, 128) as gallery:  # doctest: +SKIP
@@ -140,16 +126,35 @@ class Gallery:
         ...     best = gallery.search(query, k=1)[0][0]
     """
 
-    def __init__(self, path: str | PathLike[str] | None, fingerprint: str, embedding_size: int) -> None:
+    def __init__(
+        self,
+        path: str | PathLike[str] | None,
+        fingerprint: str,
+        embedding_size: int,
+        dtype: str | None = None,
+        index: str = "exact",
+    ) -> None:
         if not isinstance(fingerprint, str) or not _SHA256.fullmatch(fingerprint):
             raise ValueError(f"fingerprint must be a sha256 of 64 lowercase hex digits, got {fingerprint!r}")
         if isinstance(embedding_size, bool) or not isinstance(embedding_size, (int, np.integer)) or embedding_size < 1:
             raise ValueError(f"embedding_size must be a positive integer, got {embedding_size!r}")
+        if dtype is not None and dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {', '.join(map(repr, DTYPES))} or None, got {dtype!r}")
+        if index not in INDEX_KINDS:
+            raise ValueError(f"index must be one of {', '.join(map(repr, INDEX_KINDS))}, got {index!r}")
+        if index != "exact":
+            require("faiss", "ann")
         self._path = None if path is None else Path(path)
         self._fingerprint = fingerprint
         self._embedding_size = int(embedding_size)
-        self._index: _Index | None = None
-        self._connection: sqlite3.Connection | None = self._open()
+        self._dtype = dtype
+        self._index_kind = index
+        self._index: EmbeddingMatrix | None = None
+        self._ann: IvfIndex | None = None
+        connection, self._stored_dtype = open_database(self._path, fingerprint, self._embedding_size, dtype)
+        self._connection: sqlite3.Connection | None = connection
+        if dtype is not None and dtype != self._stored_dtype:
+            logger.info("%s stores %s embeddings; searching them as %s", self._where(), self._stored_dtype, dtype)
 
     @property
     def path(self) -> Path | None:
@@ -165,6 +170,26 @@ class Gallery:
     def embedding_size(self) -> int:
         """Length of the stored embeddings."""
         return self._embedding_size
+
+    @property
+    def dtype(self) -> str:
+        """Precision of the in-memory search matrix: ``"float32"`` or ``"float16"``."""
+        return self._dtype or self._stored_dtype
+
+    @property
+    def stored_dtype(self) -> str:
+        """Precision of the embeddings in the file, fixed when it was created."""
+        return self._stored_dtype
+
+    @property
+    def index(self) -> str:
+        """The search index: ``"exact"``, ``"ivf"`` or ``"auto"``."""
+        return self._index_kind
+
+    @property
+    def memory_bytes(self) -> int:
+        """Bytes of the in-memory search matrix and IVF index; 0 until a search loads them."""
+        return (0 if self._index is None else self._index.nbytes) + (0 if self._ann is None else self._ann.nbytes)
 
     def add(
         self,
@@ -200,8 +225,61 @@ class Gallery:
             self._insert(connection, name, [(vector, source, source_sha256) for vector in vectors])
         return len(vectors)
 
+    def add_many(
+        self,
+        names: Sequence[str],
+        embeddings: np.ndarray,
+        source_paths: Sequence[str | None] | None = None,
+    ) -> int:
+        """Enrol many embeddings in one transaction, each under its own name (names may repeat).
+
+        Much faster than one :meth:`add` per embedding: use it to fill large galleries.
+
+        Args:
+            names: The identity of each embedding; new identities are created.
+            embeddings: (N, D) embeddings, one per name; each is L2-normalised before it is stored.
+            source_paths: The file each embedding came from, or None per embedding or for all.
+
+        Returns:
+            The number of embeddings added.
+
+        Raises:
+            ValueError: When a name is empty, the lengths differ, or the embeddings have the wrong shape, are
+                non-finite or all-zero; nothing is added then.
+        """
+        if isinstance(names, str):
+            raise ValueError(f"names must be a sequence of names, one per embedding, got the string {names!r}")
+        names = list(names)
+        for name in names:
+            _check_name(name)
+        if np.ndim(embeddings) != 2:
+            raise ValueError(f"embeddings must have shape (N, {self._embedding_size}), got {np.shape(embeddings)}")
+        vectors = _normalised(embeddings, self._embedding_size, "embeddings")
+        sources = [None] * len(names) if source_paths is None else [None if p is None else str(p) for p in source_paths]
+        if not len(names) == len(vectors) == len(sources):
+            raise ValueError(
+                f"names, embeddings and source_paths must have one entry per embedding, got {len(names)} names, "
+                f"{len(vectors)} embeddings and {len(sources)} source paths"
+            )
+        if not names:
+            return 0
+
+        with self._write() as connection:
+            connection.executemany(
+                "INSERT OR IGNORE INTO identities (name) VALUES (?)", ((n,) for n in dict.fromkeys(names))
+            )
+            connection.executemany(
+                "INSERT INTO embeddings (identity_id, vector, source_path) "
+                "SELECT id, ?, ? FROM identities WHERE name = ?",
+                zip(encode(vectors, self._stored_dtype), sources, names, strict=True),
+            )
+        return len(names)
+
     def remove(self, name: str) -> int:
-        """Remove an identity and all its embeddings.
+        """Remove an identity and all its embeddings, also from the bytes of the file and its write-ahead log.
+
+        The deleted rows are overwritten with zeros and the log is checkpointed and truncated; while another
+        connection is reading, the log keeps them until the next checkpoint (a warning says so).
 
         Returns:
             The number of embeddings removed.
@@ -215,6 +293,7 @@ class Gallery:
                 "SELECT count(*) FROM embeddings WHERE identity_id = ?", (identity_id,)
             ).fetchone()
             connection.execute("DELETE FROM identities WHERE id = ?", (identity_id,))
+        self._scrub()
         return removed
 
     def rename(self, old: str, new: str) -> None:
@@ -255,7 +334,7 @@ class Gallery:
         return self._db().execute("SELECT 1 FROM identities WHERE name = ?", (name,)).fetchone() is not None
 
     def search(self, embeddings: np.ndarray, k: int = 5) -> list[list[Candidate]]:
-        """Find the identities closest to each query, by exact cosine similarity.
+        """Find the identities closest to each query, by cosine similarity (exact unless an IVF index is in use).
 
         An identity scores the best (maximum) similarity over its enrolled embeddings, not their mean: with a few
         enrolment photos per person, the one nearest in pose and lighting is a more reliable witness than an average
@@ -279,22 +358,9 @@ class Gallery:
         if not index.names:
             return [[] for _ in range(len(queries))]
 
-        similarities = queries @ index.matrix.T  # N x R
-        scores = np.maximum.reduceat(similarities, index.starts, axis=1)  # N x identities
-
-        top = min(int(k), len(index.names))
-        if top < scores.shape[1]:
-            best = np.argpartition(-scores, top - 1, axis=1)[:, :top]
-        else:
-            best = np.broadcast_to(np.arange(top), (len(queries), top))
-        best_scores = np.take_along_axis(scores, best, axis=1)
-        order = np.argsort(-best_scores, axis=1, kind="stable")
-        best = np.take_along_axis(best, order, axis=1)
-        best_scores = np.clip(np.take_along_axis(best_scores, order, axis=1), -1.0, 1.0)
-        return [
-            [Candidate(index.names[i], float(score)) for i, score in zip(ids, row_scores, strict=True)]
-            for ids, row_scores in zip(best.tolist(), best_scores.tolist(), strict=True)
-        ]
+        ann = self._current_ann(index)
+        hits = exact_search(index, queries, int(k)) if ann is None else ann.search(queries, int(k))
+        return [[Candidate(index.names[i], similarity) for i, similarity in row] for row in hits]
 
     @classmethod
     def from_folder(
@@ -317,7 +383,7 @@ class Gallery:
             FileNotFoundError, NotADirectoryError: When ``folder`` is not an existing folder.
             GalleryMismatchError: When ``path`` holds a gallery of another embedder.
         """
-        root = _enrolment_root(folder)
+        root = enrolment_root(folder)
         gallery = cls(
             root / GALLERY_FILENAME if path is None else path, recognizer.fingerprint, recognizer.embedding_size
         )
@@ -334,7 +400,8 @@ class Gallery:
         Images are ``.jpg .jpeg .png .bmp .webp`` files (any case); other files are reported as failed, while hidden
         entries (name starting with ".") and deeper sub-folders are ignored without a report. A file whose content
         is already enrolled for its identity (same sha256) is skipped without decoding, so re-running on an
-        unchanged folder embeds nothing.
+        unchanged folder embeds nothing. An image found in the folders of two identities is enrolled under neither
+        and reported for each (see :mod:`edge_facenet.gallery_folder`).
         Each identity is committed in its own transaction: an interrupted run keeps the identities it finished, and
         the next run picks up the rest. The folder is the source of truth for identities enrolled from it: an
         identity renamed in the gallery but not on disk is enrolled again under its folder's name.
@@ -352,28 +419,30 @@ class Gallery:
             GalleryMismatchError: When the recognizer is not the gallery's embedder.
             ValueError: When the recognizer returns an embedding of the wrong shape.
         """
-        root = _enrolment_root(folder)
+        root = enrolment_root(folder)
         if recognizer.fingerprint != self._fingerprint or recognizer.embedding_size != self._embedding_size:
             raise GalleryMismatchError(
                 f"{self._where()} belongs to embedder {self._fingerprint[:12]} ({self._embedding_size}-D), "
                 f"not to the recognizer's {str(recognizer.fingerprint)[:12]} ({recognizer.embedding_size}-D)"
             )
         prefix = os.path.join(str(root), "")
-        folders, failed = _identity_folders(root)
-        unlisted = {path.name for path, _ in failed}
+        scan = scan_folder(root)
+        failed = list(scan.failed)
         added: list[Path] = []
         unchanged: list[Path] = []
         removed: list[Path] = []
 
-        for name, files in folders.items():
-            outcome = self._enroll_identity(name, files, prefix, recognizer)
+        for name, files in scan.identities.items():
+            outcome = self._enroll_identity(name, files, prefix, recognizer, scan)
             added += outcome.added
             unchanged += outcome.unchanged
             failed += outcome.failed
             removed += outcome.removed
 
         # Identities whose folder disappeared; a folder that could not be listed keeps its embeddings.
-        removed += self._drop_vanished(prefix, keep=set(folders) | unlisted)
+        removed += self._drop_vanished(prefix, keep=set(scan.identities) | scan.unlisted)
+        if removed:
+            self._scrub()
 
         for path, reason in failed:
             logger.warning("not enrolled: %s: %s", path, reason)
@@ -396,6 +465,7 @@ class Gallery:
             self._connection.close()
             self._connection = None
         self._index = None
+        self._ann = None
 
     def __enter__(self) -> Gallery:
         return self
@@ -405,85 +475,12 @@ class Gallery:
 
     def __repr__(self) -> str:
         return (
-            f"Gallery({self._where()!r}, fingerprint={self._fingerprint[:12]!r}, embedding_size={self._embedding_size})"
+            f"Gallery({self._where()!r}, fingerprint={self._fingerprint[:12]!r}, "
+            f"embedding_size={self._embedding_size}, dtype={self.dtype!r}, index={self._index_kind!r})"
         )
 
     def _where(self) -> str:
         return ":memory:" if self._path is None else str(self._path)
-
-    def _open(self) -> sqlite3.Connection:
-        if self._path is None:
-            connection = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
-        else:
-            if self._path.is_dir():
-                raise IsADirectoryError(f"gallery path is a folder, expected a file: {self._path}")
-            self._path.parent.mkdir(parents=True, exist_ok=True)
-            # absolute(): a file named ":memory:" must stay a file.
-            connection = sqlite3.connect(
-                self._path.absolute(), isolation_level=None, timeout=10.0, check_same_thread=False
-            )
-        try:
-            self._prepare(connection)
-        except BaseException:
-            connection.close()
-            raise
-        return connection
-
-    def _prepare(self, connection: sqlite3.Connection) -> None:
-        # Only read until the file is known to be a gallery of this embedder, so a wrong file stays untouched.
-        try:
-            tables = {name for (name,) in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-            if not tables:
-                self._create_schema(connection)
-            elif not set(_TABLES) <= tables:
-                raise ValueError(
-                    f"{self._where()} is an SQLite database but not an edge_facenet gallery "
-                    f"(it has tables {sorted(tables)}, a gallery has {list(_TABLES)})"
-                )
-            meta = dict(connection.execute("SELECT key, value FROM meta"))
-        except sqlite3.DatabaseError as error:
-            raise ValueError(f"{self._where()} is not an edge_facenet gallery: {error}") from None
-        self._check_meta(meta)
-
-        connection.execute("PRAGMA foreign_keys = ON")
-        if self._path is not None:
-            connection.execute("PRAGMA journal_mode = WAL")
-            connection.execute("PRAGMA synchronous = NORMAL")
-
-    def _create_schema(self, connection: sqlite3.Connection) -> None:
-        meta = {
-            "schema_version": str(SCHEMA_VERSION),
-            "fingerprint": self._fingerprint,
-            "embedding_size": str(self._embedding_size),
-            "producer": f"edge_facenet {__version__}",
-        }
-        with _transaction(connection):
-            for statement in _SCHEMA:
-                connection.execute(statement)
-            # OR IGNORE: another process may have created the same file a moment ago; its meta wins and is checked.
-            connection.executemany("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", meta.items())
-
-    def _check_meta(self, meta: dict[str, str]) -> None:
-        try:
-            version = int(meta["schema_version"])
-            fingerprint = meta["fingerprint"]
-            embedding_size = int(meta["embedding_size"])
-        except (KeyError, ValueError):
-            raise ValueError(
-                f"{self._where()} is not an edge_facenet gallery: its meta table lacks a valid schema_version, "
-                "fingerprint or embedding_size"
-            ) from None
-        if version != SCHEMA_VERSION:
-            raise ValueError(
-                f"{self._where()} has gallery schema version {version}; "
-                f"this edge_facenet reads version {SCHEMA_VERSION}"
-            )
-        if fingerprint != self._fingerprint or embedding_size != self._embedding_size:
-            raise GalleryMismatchError(
-                f"gallery {self._where()} was enrolled with embedder {fingerprint[:12]} ({embedding_size}-D), not with "
-                f"this embedder {self._fingerprint[:12]} ({self._embedding_size}-D); their embeddings cannot be "
-                f"compared, so re-enrol: delete the file or use Gallery.from_folder with a new path"
-            )
 
     def _db(self) -> sqlite3.Connection:
         if self._connection is None:
@@ -493,12 +490,12 @@ class Gallery:
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         connection = self._db()
-        self._index = None
+        self._index = self._ann = None
         try:
-            with _transaction(connection):
+            with transaction(connection):
                 yield connection
         finally:
-            self._index = None
+            self._index = self._ann = None
 
     def _identity_id(self, connection: sqlite3.Connection, name: str) -> int:
         row = connection.execute("SELECT id FROM identities WHERE name = ?", (name,)).fetchone()
@@ -514,41 +511,46 @@ class Gallery:
     ) -> None:
         connection.execute("INSERT OR IGNORE INTO identities (name) VALUES (?)", (name,))
         (identity_id,) = connection.execute("SELECT id FROM identities WHERE name = ?", (name,)).fetchone()
+        blobs = encode(np.stack([vector for vector, _, _ in rows]), self._stored_dtype)
         connection.executemany(
             "INSERT INTO embeddings (identity_id, vector, source_path, source_sha256) VALUES (?, ?, ?, ?)",
-            [(identity_id, vector.astype("<f4").tobytes(), path, sha256) for vector, path, sha256 in rows],
+            [(identity_id, blob, path, sha256) for blob, (_, path, sha256) in zip(blobs, rows, strict=True)],
         )
 
-    def _current_index(self) -> _Index:
+    def _current_index(self) -> EmbeddingMatrix:
         connection = self._db()
         # data_version changes when another connection commits; this connection's own writes reset the index.
+        # TODO: apply a write to the loaded matrix (and IVF index) instead of reading everything again; at a million
+        # embeddings the first search after any write takes 2-3 s, plus about 8 s to rebuild an IVF index.
         (data_version,) = connection.execute("PRAGMA data_version").fetchone()
-        if self._index is not None and self._index.data_version == data_version:
-            return self._index
-
-        rows = connection.execute(
-            "SELECT i.name, e.vector FROM embeddings e JOIN identities i ON i.id = e.identity_id ORDER BY i.name, e.id"
-        ).fetchall()
-        row_bytes = 4 * self._embedding_size
-        if any(len(vector) != row_bytes for _, vector in rows):
-            raise ValueError(f"{self._where()} is corrupt: an embedding is not {self._embedding_size} float32 values")
-        names: list[str] = []
-        starts: list[int] = []
-        for row, (name, _) in enumerate(rows):
-            if not names or names[-1] != name:
-                names.append(name)
-                starts.append(row)
-        matrix = np.frombuffer(b"".join(vector for _, vector in rows), dtype="<f4").astype(np.float32)
-        self._index = _Index(
-            names=tuple(names),
-            starts=np.asarray(starts, dtype=np.intp),
-            matrix=matrix.reshape(len(rows), self._embedding_size),
-            data_version=data_version,
-        )
+        if self._index is None or self._index.data_version != data_version:
+            self._index = self._ann = None
+            self._index = read_embeddings(
+                connection, self._embedding_size, self._stored_dtype, self.dtype, self._where()
+            )
         return self._index
 
+    def _current_ann(self, index: EmbeddingMatrix) -> IvfIndex | None:
+        if self._index_kind == "exact" or (self._index_kind == "auto" and len(index.matrix) < AUTO_IVF_MIN_EMBEDDINGS):
+            return None
+        if self._ann is None or self._ann.source is not index:
+            began = time.perf_counter()
+            self._ann = IvfIndex(index)
+            logger.info(
+                "built an IVF index of %d embeddings (%d lists, %d probed) in %.1f s",
+                len(index.matrix),
+                self._ann.nlist,
+                self._ann.nprobe,
+                time.perf_counter() - began,
+            )
+        return self._ann
+
+    def _scrub(self) -> None:
+        if self._path is not None:
+            scrub_wal(self._db(), self._where())
+
     def _enroll_identity(
-        self, name: str, files: list[Path], prefix: str, recognizer: EnrollingRecognizer
+        self, name: str, files: list[Path], prefix: str, recognizer: EnrollingRecognizer, scan: FolderScan
     ) -> EnrollmentReport:
         query = (
             "SELECT e.id, e.source_path, e.source_sha256 FROM embeddings e "
@@ -557,28 +559,29 @@ class Gallery:
         rows = self._db().execute(query, (name,)).fetchall()
         enrolled = {sha256 for _, _, sha256 in rows if sha256 is not None}
         holder: dict[str, Path] = {}  # sha256 -> a file of this folder with that content
-        hashed: dict[str, str] = {}  # file path -> sha256, for every file that could be read
-        unreadable: set[str] = set()
+        unreadable = {str(file) for file in scan.unreadable}
         new_rows: list[tuple[np.ndarray, str | None, str | None]] = []
         added: list[Path] = []
         unchanged: list[Path] = []
         failed: list[tuple[Path, str]] = []
 
         for file in files:
-            try:
-                data = file.read_bytes()
-            except OSError as error:
-                failed.append((file, f"cannot read file: {_one_line(error)}"))
-                unreadable.add(str(file))
+            sha256 = scan.hashes.get(file)
+            if sha256 is None:  # unreadable, empty or shared with another identity: reported by the scan
                 continue
-            sha256 = hashlib.sha256(data).hexdigest()
-            hashed[str(file)] = sha256
             if sha256 in enrolled or sha256 in holder:
                 unchanged.append(file)
                 holder.setdefault(sha256, file)
                 continue
 
-            image = _decode(data)
+            try:
+                data = file.read_bytes()
+            except OSError as error:
+                failed.append((file, f"cannot read file: {one_line(error)}"))
+                unreadable.add(str(file))
+                continue
+            sha256 = hashlib.sha256(data).hexdigest()  # of the bytes decoded, should the file have changed since
+            image = decode(data)
             if image is None:
                 failed.append((file, "cannot decode image"))
                 continue
@@ -606,7 +609,7 @@ class Gallery:
                 continue
             if sha256 not in holder:
                 stale.append((row_id, path))
-            elif hashed.get(path) != sha256:
+            elif scan.hashes.get(Path(path)) != sha256:
                 moved.append((str(holder[sha256]), row_id))
 
         if stale or moved or new_rows:
@@ -632,19 +635,6 @@ class Gallery:
         return [Path(path) for _, path, _ in stale]
 
 
-@contextmanager
-def _transaction(connection: sqlite3.Connection) -> Iterator[None]:
-    # The connection runs in autocommit mode (isolation_level=None); IMMEDIATE takes the write lock up front, so
-    # two writers queue on the busy timeout instead of failing halfway through.
-    connection.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        connection.execute("ROLLBACK")
-        raise
-    connection.execute("COMMIT")
-
-
 def _check_name(name: object) -> None:
     if not isinstance(name, str) or not name.strip():
         raise ValueError(f"an identity name must be a non-empty string, got {name!r}")
@@ -665,52 +655,3 @@ def _normalised(embeddings: np.ndarray, size: int, what: str) -> np.ndarray:
     if (norms == 0).any():
         raise ValueError(f"{what} contain an all-zero vector, which has no direction to compare")
     return (array / norms).astype(np.float32)
-
-
-def _enrolment_root(folder: str | PathLike[str]) -> Path:
-    path = Path(folder)
-    if not path.exists():
-        raise FileNotFoundError(f"enrolment folder not found: {path}")
-    if not path.is_dir():
-        raise NotADirectoryError(f"enrolment folder is a file, expected a folder of <name>/<image> files: {path}")
-    return path.resolve()
-
-
-def _identity_folders(root: Path) -> tuple[dict[str, list[Path]], list[tuple[Path, str]]]:
-    folders: dict[str, list[Path]] = {}
-    failed: list[tuple[Path, str]] = []
-    for entry in sorted(root.iterdir(), key=lambda path: path.name):
-        if entry.name.startswith(".") or not entry.is_dir():
-            continue
-        files = []
-        try:
-            for file in entry.iterdir():
-                if file.name.startswith(".") or file.is_dir():
-                    continue
-                if file.suffix.lower() in IMAGE_EXTENSIONS:
-                    files.append(file)
-                else:
-                    failed.append((file, f"not an image file (expected {', '.join(IMAGE_EXTENSIONS)})"))
-        except OSError as error:
-            failed.append((entry, f"cannot list folder: {_one_line(error)}"))
-            continue
-        folders[entry.name] = sorted(files, key=lambda path: path.name)
-    return folders, failed
-
-
-def _one_line(error: OSError) -> str:
-    text = error.strerror or str(error) or type(error).__name__
-    return " ".join(text.split())
-
-
-def _decode(data: bytes) -> np.ndarray | None:
-    import cv2
-
-    if not data:
-        return None
-    try:
-        # From bytes in memory rather than cv2.imread: works for any path (unicode too) and decodes the very bytes
-        # that were hashed.
-        return cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
-    except cv2.error:
-        return None

@@ -151,19 +151,26 @@ class ModelMetadata:
                 f"{source} has metadata_version {props['metadata_version']!r}; this edge_facenet reads version "
                 f"{METADATA_VERSION}"
             )
+        parsers = {"input_size": _int_pair, "embedding_size": int, "mean": _float_triple, "std": _float_triple}
+        if "threshold" in props:
+            parsers["threshold"] = float
+        parsed = {}
+        for key, parse in parsers.items():
+            try:
+                parsed[key] = parse(props[key])
+            except (ValueError, TypeError) as error:
+                raise ValueError(
+                    f"{source} has invalid edge_facenet metadata: {key} {props[key]!r} cannot be read ({error})"
+                ) from None
         try:
             return cls(
                 arch=props["arch"],
-                input_size=_int_pair(props["input_size"]),
-                embedding_size=int(props["embedding_size"]),
                 channel_order=props["channel_order"],
-                mean=_float_triple(props["mean"]),
-                std=_float_triple(props["std"]),
                 alignment_template=props["alignment_template"],
                 checkpoint_sha256=props["checkpoint_sha256"],
                 precision=props.get("precision", "fp32"),
-                threshold=float(props["threshold"]) if "threshold" in props else None,
                 producer=props.get("producer", "unknown"),
+                **parsed,
             )
         except (ValueError, TypeError) as error:
             raise ValueError(f"{source} has invalid edge_facenet metadata: {error}") from None

@@ -155,11 +155,20 @@ class Recognizer:
             How many images were enrolled; images without a face are skipped with a warning.
 
         Raises:
-            ValueError: For an empty name, or an image that is neither a readable file nor an 8-bit array.
+            ValueError: For an empty name, or an image that is neither a readable file nor an 8-bit array; nothing is
+                enrolled then.
+            TypeError: When ``images`` is one path or one array instead of a list of them.
             FileNotFoundError: For a path that does not exist.
         """
-        if not name or not name.strip():
-            raise ValueError("an identity name must not be empty")
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(f"an identity name must be a non-empty string, got {name!r}")
+        # A lone path or image would otherwise be iterated: a path's characters as files, an image's rows as images.
+        if isinstance(images, np.ndarray) and images.ndim < 4:
+            raise TypeError(f"images must be a list of images, got one array of shape {images.shape}: put it in a list")
+        if isinstance(images, (str, PathLike)):
+            raise TypeError(f"images must be a list of image paths, got one path {str(images)!r}: put it in a list")
+        if images is None:
+            raise TypeError("images must be a list of BGR arrays or image paths, got None")
         embeddings, sources = [], []
         for image in images:
             source = None
@@ -200,7 +209,13 @@ def _check_threshold(value: float) -> float:
 def _read_image(path: Path) -> np.ndarray:
     if not path.is_file():
         raise FileNotFoundError(f"image not found: {path}")
-    image = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_COLOR)
+    data = np.fromfile(path, dtype=np.uint8)
+    if data.size == 0:
+        raise ValueError(f"cannot decode an image from {path}: the file is empty")
+    try:
+        image = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    except cv2.error:  # some decoders raise where most return None
+        image = None
     if image is None:
         raise ValueError(f"cannot decode an image from {path}")
     return image

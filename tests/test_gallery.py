@@ -466,3 +466,12 @@ def test_from_folder_needs_an_existing_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match="missing"):
         Gallery.from_folder(tmp_path / "missing", ColourRecognizer())
     assert sorted(path.name for path in tmp_path.iterdir()) == ["file.jpg"]
+
+
+def test_names_moved_to_helper_modules_stay_importable_from_gallery():
+    from edge_facenet import gallery, gallery_folder, gallery_storage
+
+    assert gallery.EnrollmentReport is gallery_folder.EnrollmentReport
+    assert gallery.GalleryMismatchError is gallery_storage.GalleryMismatchError
+    assert (gallery.GALLERY_FILENAME, gallery.SCHEMA_VERSION) == ("gallery.sqlite3", 1)
+    assert ".jpg" in gallery.IMAGE_EXTENSIONS and hasattr(gallery, "EnrollingRecognizer")

@@ -256,6 +256,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # 2. The loop: one frame at a time, newest first for live sources.
     fps, index, timestamp = None, -1, 0.0
+    video_shape: tuple[int, ...] = ()  # the annotated video's frame shape, set by its first frame
     start = time.perf_counter()
     try:
         with source:
@@ -271,8 +272,9 @@ def main(argv: list[str] | None = None) -> int:
                 if display or args.output:
                     canvas = draw_labels(frame.image, labels, fps)
                     if args.output:
-                        writer = writer or _open_writer(args.output, canvas.shape, source.fps)
-                        writer.write(canvas)
+                        if writer is None:
+                            writer, video_shape = _open_writer(args.output, canvas.shape, source.fps), canvas.shape
+                        writer.write(_fit(canvas, video_shape))
                     if display:
                         cv2.imshow(WINDOW, canvas)
                         if cv2.waitKey(1) & 0xFF in (27, ord("q")):
@@ -300,8 +302,9 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(summary.to_dict()), flush=True)
     else:
         named = ", ".join(f"{n} ({s:.2f})" for n, s in sorted(summary.named.items())) or "nobody"
+        dropped = f" ({summary.dropped} dropped)" if summary.dropped else ""
         print(
-            f"summary: {summary.frames} frames, {summary.faces} faces, {summary.tracks} tracks, "
+            f"summary: {summary.frames} frames{dropped}, {summary.faces} faces, {summary.tracks} tracks, "
             f"{summary.embeddings} embeddings, {summary.fps:.1f} frames/s; named: {named}"
         )
         if args.output:
@@ -312,6 +315,21 @@ def main(argv: list[str] | None = None) -> int:
 def _emit(events: list[dict[str, object]], as_json: bool) -> None:
     for event in events:
         print(json.dumps(event) if as_json else describe(event), flush=True)
+
+
+def _fit(canvas: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    # A video has one frame size, and OpenCV's writer drops frames of another size without an error: a folder of
+    # images of several sizes is scaled into the first one's size, keeping each image's proportions (black bars).
+    height, width = shape[:2]
+    if canvas.shape[:2] == (height, width):
+        return canvas
+    scale = min(width / canvas.shape[1], height / canvas.shape[0])
+    size = (max(1, round(canvas.shape[1] * scale)), max(1, round(canvas.shape[0] * scale)))
+    resized = cv2.resize(canvas, size, interpolation=cv2.INTER_AREA)
+    fitted = np.zeros((height, width, 3), dtype=np.uint8)
+    top, left = (height - size[1]) // 2, (width - size[0]) // 2
+    fitted[top : top + size[1], left : left + size[0]] = resized
+    return fitted
 
 
 def _open_writer(path: Path, shape: tuple[int, ...], fps: float | None) -> cv2.VideoWriter:
