@@ -61,3 +61,19 @@ def _isolated_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("EDGE_FACENET_HOME", str(tmp_path / "edge_facenet_home"))
     monkeypatch.delenv("EDGE_FACENET_DETECTOR", raising=False)
     monkeypatch.delenv("EDGE_FACENET_MODEL", raising=False)
+
+
+_FIGURES: list[str] = []
+
+
+@pytest.fixture
+def figure():
+    """Report a measured figure: listed at the end of the test run (shown in CI too, unlike captured prints)."""
+    return lambda text: _FIGURES.append(" ".join(str(text).split()))
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _FIGURES:
+        terminalreporter.section("figures measured by the tests")
+        for line in _FIGURES:
+            terminalreporter.write_line(line)

@@ -89,7 +89,7 @@ def committed_identities(path):
         return 0
 
 
-def test_an_enrolment_killed_midway_keeps_complete_identities_and_a_rerun_finishes(tmp_path):
+def test_an_enrolment_killed_midway_keeps_complete_identities_and_a_rerun_finishes(tmp_path, figure):
     root = (tmp_path / "people").resolve()
     people = make_people(root)
     path = root / "gallery.sqlite3"
@@ -111,7 +111,7 @@ def test_an_enrolment_killed_midway_keeps_complete_identities_and_a_rerun_finish
     enrolled = {}
     for name, source in rows:
         enrolled.setdefault(name, set()).add(Path(source))
-    print(f"\nidentities committed before SIGKILL: {len(enrolled)} of {IDENTITIES}")
+    figure(f"identities committed before SIGKILL: {len(enrolled)} of {IDENTITIES}")
     assert 2 <= len(enrolled) < IDENTITIES
     for name, sources in enrolled.items():
         assert sources == set(people[name]), f"{name} is half-enrolled"
@@ -168,7 +168,7 @@ def search_until_seen(path, last, timeout_s, ready=None):
     return json.dumps({"searches": searches, "problems": problems[:5], "seen": seen})
 
 
-def test_readers_search_safely_while_a_writer_enrols(tmp_path):
+def test_readers_search_safely_while_a_writer_enrols(tmp_path, figure):
     path = tmp_path / "gallery.sqlite3"
     first, last = 20, 79
     with Gallery(path, SlowRecognizer.fingerprint, D) as writer:
@@ -191,8 +191,8 @@ def test_readers_search_safely_while_a_writer_enrols(tmp_path):
         thread.join(timeout=60)
     outcomes.append(in_thread)
 
-    print(
-        f"\nwriter: {last + 1 - first} identities in {written_s:.2f} s; searches per reader: "
+    figure(
+        f"writer: {last + 1 - first} identities in {written_s:.2f} s; searches per reader: "
         f"{[outcome['searches'] for outcome in outcomes]}"
     )
     for outcome in outcomes:

@@ -187,7 +187,7 @@ def test_a_search_reads_the_file_again_only_after_a_change(tmp_path, monkeypatch
         assert len(reads) == 3
 
 
-def test_float16_gallery_halves_memory_and_file_and_keeps_similarities_within_1e_3(tmp_path):
+def test_float16_gallery_halves_memory_and_file_and_keeps_similarities_within_1e_3(tmp_path, figure):
     # Real-like data: 128-D unit identity centres, queries at cosine 0.8 to their own identity.
     rng = np.random.default_rng(3)
     centres = unit_rows(rng, 20_000, 128)
@@ -209,8 +209,8 @@ def test_float16_gallery_halves_memory_and_file_and_keeps_similarities_within_1e
         if a.name == b.name
     ]
     top1_changed = sum(half[0].name != full[0].name for half, full in zip(*results.values(), strict=True))
-    print(
-        f"\nfloat16 vs float32 at 20k: max |similarity difference| {max(differences):.2e}, top-1 changed {top1_changed}"
+    figure(
+        f"float16 vs float32 at 20k: max |similarity difference| {max(differences):.2e}, top-1 changed {top1_changed}"
     )
     # |error| <= sum |q_i| |x_i| 2**-11 <= 2**-11 by Cauchy-Schwarz: float16 keeps 11 significant bits.
     assert max(differences) < 1e-3
@@ -275,7 +275,7 @@ def test_ann_index_without_faiss_names_the_extra(monkeypatch):
 
 
 @needs_faiss
-def test_ivf_recall_at_1_against_exact_search_at_50k():
+def test_ivf_recall_at_1_against_exact_search_at_50k(figure):
     rng = np.random.default_rng(4)
     centres = unit_rows(rng, 50_000, 128).astype(np.float32)
     names = [f"id{i:05d}" for i in range(len(centres))]
@@ -289,7 +289,7 @@ def test_ivf_recall_at_1_against_exact_search_at_50k():
     exact = exact_search(embeddings, queries.astype(np.float32), 1)
 
     recall = np.mean([hits[0].name == names[best[0][0]] for hits, best in zip(approximate, exact, strict=True)])
-    print(f"\nIVF recall@1 against exact search at 50k identities, queries at cosine 0.8: {recall:.4f}")
+    figure(f"IVF recall@1 against exact search at 50k identities, queries at cosine 0.8: {recall:.4f}")
     assert recall >= 0.99
 
 

@@ -327,7 +327,7 @@ def test_identify_takes_odd_but_valid_arrays(recognizer, face):
         assert recognizer.embed_largest_face(frame) is None
 
 
-def test_a_huge_photo_is_detected_at_a_bounded_size_quickly(recognizer, face, tmp_path):
+def test_a_huge_photo_is_detected_at_a_bounded_size_quickly(recognizer, face, tmp_path, figure):
     # At its own size, this frame took 11 s and 5.1 GB on the development machine, and YuNet missed the 1000-pixel
     # face; the detector shrinks frames longer than 4096 pixels.
     huge = np.full((10_000, 10_000, 3), 128, np.uint8)
@@ -337,7 +337,7 @@ def test_a_huge_photo_is_detected_at_a_bounded_size_quickly(recognizer, face, tm
     matches = recognizer.identify(huge)
     seconds = time.perf_counter() - start
     peak_growth = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - peak_before
-    print(f"\n10000x10000 identify: {seconds:.2f} s, {len(matches)} faces, peak RSS +{peak_growth:.0f} MB")
+    figure(f"10000x10000 identify: {seconds:.2f} s, {len(matches)} faces, peak RSS +{peak_growth:.0f} MB")
     assert seconds < 8.0
     assert peak_growth < 2000
     boxes = [match.bbox for match in matches]

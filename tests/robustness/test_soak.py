@@ -36,7 +36,7 @@ def scene(background: np.ndarray, faces: list[tuple[np.ndarray, int, int]]) -> n
     return frame
 
 
-def test_identify_on_thousands_of_frames_keeps_memory_flat(random_model_path, detector_path, lfw_dir):
+def test_identify_on_thousands_of_frames_keeps_memory_flat(random_model_path, detector_path, lfw_dir, figure):
     if rss_mb() is None:
         pytest.skip("no way to read the resident memory here: install psutil")
 
@@ -75,8 +75,8 @@ def test_identify_on_thousands_of_frames_keeps_memory_flat(random_model_path, de
     seconds = time.perf_counter() - start
     gc.collect()
     end = rss_mb()
-    print(
-        f"\nsoak: {SOAK_FRAMES} frames ({faces} faces) in {seconds:.1f} s, {SOAK_FRAMES / seconds:.0f} frames/s; "
+    figure(
+        f"soak: {SOAK_FRAMES} frames ({faces} faces) in {seconds:.1f} s, {SOAK_FRAMES / seconds:.0f} frames/s; "
         f"RSS {warm:.1f} MB after {WARMUP_FRAMES} warm-up frames, {end:.1f} MB at the end ({end - warm:+.1f} MB)"
     )
     assert faces == SOAK_FRAMES * 3 // 4  # 1 + 0 + 2 + 0 faces every four frames
