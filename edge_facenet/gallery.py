@@ -56,6 +56,7 @@ from edge_facenet.gallery_storage import (
     encode,
     open_database,
     read_embeddings,
+    read_new_embeddings,
     scrub_wal,
     transaction,
 )
@@ -98,8 +99,9 @@ class Gallery:
     """Enrolled identities and cosine search over their embeddings, stored in an SQLite file.
 
     Use a gallery object from one thread at a time (handing it to another thread is fine). Several objects, also in
-    other processes, may open one file; each sees the others' committed writes at its next search, which then reads
-    the embeddings again (2 to 3 s for a million) and rebuilds an IVF index (about 8 s more for a million).
+    other processes, may open one file; each sees the others' committed writes at its next search. After additions
+    that search reads only the added embeddings; after a removal, a rename or a re-enrolment that dropped files, it
+    reads all of them again (2 to 3 s for a million) and rebuilds an IVF index (about 8 s more for a million).
 
     Args:
         path: The gallery file, created (owner-only, 0600) with its folder (0700) when missing; None keeps the
@@ -151,6 +153,7 @@ class Gallery:
         self._index_kind = index
         self._index: EmbeddingMatrix | None = None
         self._ann: IvfIndex | None = None
+        self._changed = False
         connection, self._stored_dtype = open_database(self._path, fingerprint, self._embedding_size, dtype)
         self._connection: sqlite3.Connection | None = connection
         if dtype is not None and dtype != self._stored_dtype:
@@ -490,12 +493,11 @@ class Gallery:
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         connection = self._db()
-        self._index = self._ann = None
         try:
             with transaction(connection):
                 yield connection
         finally:
-            self._index = self._ann = None
+            self._changed = True  # the next search reads what was added, or everything after a deletion
 
     def _identity_id(self, connection: sqlite3.Connection, name: str) -> int:
         row = connection.execute("SELECT id FROM identities WHERE name = ?", (name,)).fetchone()
@@ -519,15 +521,32 @@ class Gallery:
 
     def _current_index(self) -> EmbeddingMatrix:
         connection = self._db()
-        # data_version changes when another connection commits; this connection's own writes reset the index.
-        # TODO: apply a write to the loaded matrix (and IVF index) instead of reading everything again; at a million
-        # embeddings the first search after any write takes 2-3 s, plus about 8 s to rebuild an IVF index.
+        # data_version changes when another connection commits; this connection's own writes set _changed.
         (data_version,) = connection.execute("PRAGMA data_version").fetchone()
-        if self._index is None or self._index.data_version != data_version:
+        if self._index is not None and not self._changed and self._index.data_version == data_version:
+            return self._index
+
+        self._changed = False
+        update = None
+        if self._index is not None:
+            update = read_new_embeddings(
+                connection, self._index, self._embedding_size, self._stored_dtype, self._where()
+            )
+        if update is None:
+            # TODO: apply removals and renames to the loaded matrix too; after one, the next search reads the whole
+            # gallery again (2-3 s at a million embeddings) and rebuilds an IVF index (about 8 s more).
             self._index = self._ann = None
             self._index = read_embeddings(
                 connection, self._embedding_size, self._stored_dtype, self.dtype, self._where()
             )
+            return self._index
+
+        self._index, kept_rows = update
+        if self._ann is not None:
+            if kept_rows and self._ann.can_grow_to(self._index):
+                self._ann.grow(self._index)
+            else:
+                self._ann = None
         return self._index
 
     def _current_ann(self, index: EmbeddingMatrix) -> IvfIndex | None:

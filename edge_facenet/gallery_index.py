@@ -8,8 +8,9 @@ Both score an identity by the best (maximum) similarity over its embeddings.
 Measured on a 2-core x86 CPU with 128-D embeddings, one per identity, 1M identities: exact top-5 search takes about
 25 ms per query with a float32 matrix (512 MB) and about 40 ms with a float16 one (256 MB; numpy has no fast float16
 product, so rows are widened to float32 in cache-sized blocks by two threads); the IVF index takes about 8 ms at
-recall@1 0.999 of exact, but costs about 8 s to build (whenever the gallery changed since the last search) and
-another 0.5 GB for its own float32 copy of the rows.
+recall@1 0.999 of exact, but costs about 8 s to build and another 0.5 GB for its own float32 copy of the rows.
+Rows added to a gallery in use are appended to the loaded matrix and to the IVF index (rebuilt once it has doubled);
+any other change makes the gallery read everything again.
 """
 
 from __future__ import annotations
@@ -53,23 +54,33 @@ _pool_lock = threading.Lock()
 
 @dataclass(frozen=True, eq=False)
 class EmbeddingMatrix:
-    """A gallery's embeddings in memory, rows grouped by identity.
+    """A gallery's embeddings in memory, rows grouped by identity in the order of the identities' database ids.
 
     Attributes:
         names: The identities that have embeddings, in the order of their groups of rows.
         starts: The first row of each identity, or None when every identity has exactly one row.
         matrix: (rows, D) unit embeddings, float32 or float16, C-contiguous.
         data_version: SQLite's ``PRAGMA data_version`` of the connection when the rows were read.
+        identity_ids: The database id of each identity in ``names`` (ascending).
+        last_row_id: The largest embedding id read (0 for none): later rows have larger ids.
+        rewrites: The gallery's count of changes that delete, move or rename rows when the rows were read (see
+            :mod:`edge_facenet.gallery_storage`); while it stands still, the file only gained rows.
+        spare: Memory for rows appended later: ``matrix`` is its first rows; None when it has no room to spare.
+            Its pages are untouched until rows are written there, so the operating system backs them only then.
     """
 
     names: tuple[str, ...]
     starts: np.ndarray | None
     matrix: np.ndarray
     data_version: int
+    identity_ids: np.ndarray | None = None
+    last_row_id: int = 0
+    rewrites: int = 0
+    spare: np.ndarray | None = None
 
     @property
     def nbytes(self) -> int:
-        """Bytes held by the matrix and the row groups."""
+        """Bytes held by the matrix and the row groups (spare rows take memory only once written)."""
         return self.matrix.nbytes + (0 if self.starts is None else self.starts.nbytes)
 
     @cached_property
@@ -78,6 +89,96 @@ class EmbeddingMatrix:
         if self.starts is None:
             return np.arange(len(self.matrix))
         return np.repeat(np.arange(len(self.names)), np.diff(np.append(self.starts, len(self.matrix))))
+
+
+def grouped_rows(
+    matrix: np.ndarray,
+    identity_ids: np.ndarray,
+    names_by_id: dict[int, str],
+    spare: np.ndarray | None = None,
+    **fields: int,
+) -> EmbeddingMatrix:
+    """Group rows by identity (stable: an identity's rows keep their order) into an :class:`EmbeddingMatrix`.
+
+    Args:
+        matrix: (rows, D) embeddings.
+        identity_ids: The database id of each row's identity.
+        names_by_id: The name of every id in ``identity_ids``.
+        spare: Memory that ``matrix`` is the first rows of, kept for later rows unless the rows must be reordered.
+        fields: ``data_version``, ``last_row_id`` and ``rewrites`` of the snapshot.
+    """
+    rows = len(matrix)
+    if rows and (np.diff(identity_ids) < 0).any():  # rows added to an older identity: group them
+        order = np.argsort(identity_ids, kind="stable")
+        matrix, identity_ids, spare = matrix[order], identity_ids[order], None
+    starts = np.flatnonzero(np.diff(identity_ids, prepend=identity_ids[:1] - 1)) if rows else np.zeros(0, np.intp)
+    group_ids = identity_ids[starts].astype(np.int64)
+    return EmbeddingMatrix(
+        names=tuple(names_by_id[identity] for identity in group_ids.tolist()),
+        starts=None if len(starts) == rows else starts,
+        matrix=np.ascontiguousarray(matrix),
+        identity_ids=group_ids,
+        spare=spare,
+        **fields,
+    )
+
+
+def spare_rows(rows: int, size: int, dtype: np.dtype | str) -> np.ndarray:
+    """Memory for ``rows`` rows and a quarter more (at least 64) to append into later."""
+    return np.empty((rows + max(rows // 4, 64), size), dtype=dtype)
+
+
+def with_new_rows(
+    embeddings: EmbeddingMatrix, vectors: np.ndarray, identity_ids: np.ndarray, names_by_id: dict[int, str], **fields
+) -> tuple[EmbeddingMatrix, bool]:
+    """Add rows read after a snapshot to it, without reading the snapshot's rows again.
+
+    Rows of identities newer than every identity of the snapshot (the usual enrolment) are written into its spare
+    memory (which grows by a quarter when full, one copy); rows for an older identity make the matrix be regrouped
+    (one copy).
+
+    Args:
+        embeddings: The snapshot; it stays valid (its rows are never written). Extend only the newest snapshot of a
+            chain: snapshots extended from one another share their spare memory.
+        vectors: (M, D) new rows in the order of their ids.
+        identity_ids: The database id of each new row's identity.
+        names_by_id: The name of every new identity (existing ones may be left out).
+        fields: ``data_version``, ``last_row_id`` and ``rewrites`` of the new snapshot.
+
+    Returns:
+        The new snapshot, and whether its rows are the old rows followed by the new ones (row indices kept).
+    """
+    old_ids = embeddings.identity_ids
+    assert old_ids is not None, "snapshots made by grouped_rows know their identity ids"
+    vectors = vectors.astype(embeddings.matrix.dtype, copy=False)
+    rows, new = len(embeddings.matrix), len(vectors)
+    appendable = (np.diff(identity_ids) >= 0).all() and (not len(old_ids) or identity_ids[0] >= old_ids[-1])
+    if not appendable:
+        names = dict(zip(old_ids.tolist(), embeddings.names, strict=True)) | names_by_id
+        combined = np.concatenate([old_ids[embeddings.row_identity], identity_ids])
+        return grouped_rows(np.concatenate([embeddings.matrix, vectors]), combined, names, **fields), False
+
+    spare = embeddings.spare
+    if spare is None or len(spare) < rows + new:
+        spare = spare_rows(rows + new, vectors.shape[1], embeddings.matrix.dtype)
+        spare[:rows] = embeddings.matrix
+    spare[rows : rows + new] = vectors
+    matrix = spare[: rows + new]
+
+    last = old_ids[-1] if len(old_ids) else -1
+    fresh = np.flatnonzero(np.diff(identity_ids, prepend=last))  # new rows that start an identity
+    old_starts = np.arange(rows) if embeddings.starts is None else embeddings.starts
+    starts = np.concatenate([old_starts, rows + fresh]).astype(np.intp)
+    group_ids = np.concatenate([old_ids, identity_ids[fresh]]).astype(np.int64)
+    snapshot = EmbeddingMatrix(
+        names=embeddings.names + tuple(names_by_id[identity] for identity in identity_ids[fresh].tolist()),
+        starts=None if len(starts) == rows + new else starts,
+        matrix=matrix,
+        identity_ids=group_ids,
+        spare=spare,
+        **fields,
+    )
+    return snapshot, True
 
 
 def exact_search(embeddings: EmbeddingMatrix, queries: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
@@ -166,8 +267,9 @@ class IvfIndex:
         faiss = require("faiss", "ann")
         matrix = embeddings.matrix
         rows, size = matrix.shape
-        lists = int(max(1, min(round(_IVF_LISTS_PER_SQRT * math.sqrt(rows)), rows // 39)))  # faiss: >= 39 per list
+        lists = _list_count(rows)
         self.source = embeddings
+        self._built_rows = rows
         self.nlist = lists
         self.nprobe = max(1, math.ceil(lists * _IVF_PROBED_FRACTION))
 
@@ -179,8 +281,24 @@ class IvfIndex:
             training = np.random.default_rng(0).choice(rows, min(rows, _IVF_TRAINING_PER_LIST * lists), replace=False)
             self._index.train(np.ascontiguousarray(matrix[np.sort(training)], dtype=np.float32))
             self._index.nprobe = self.nprobe
-        for start in range(0, rows, 1 << 16):
-            self._index.add(np.ascontiguousarray(matrix[start : start + (1 << 16)], dtype=np.float32))
+        self._add(matrix)
+
+    def can_grow_to(self, embeddings: EmbeddingMatrix) -> bool:
+        """Whether :meth:`grow` keeps the index fit for ``embeddings``: at most twice the rows it was built with."""
+        rows = len(embeddings.matrix)
+        return rows <= 2 * self._built_rows and (self.nlist > 1 or _list_count(rows) == 1)
+
+    def grow(self, embeddings: EmbeddingMatrix) -> None:
+        """Serve a newer snapshot whose first rows are this index's rows (same order): add only the new rows.
+
+        The lists keep the centroids they were trained with, so grow an index only while :meth:`can_grow_to` says so.
+        """
+        self._add(embeddings.matrix[len(self.source.matrix) :])
+        self.source = embeddings
+
+    def _add(self, rows: np.ndarray) -> None:
+        for start in range(0, len(rows), 1 << 16):
+            self._index.add(np.ascontiguousarray(rows[start : start + (1 << 16)], dtype=np.float32))
 
     @property
     def nbytes(self) -> int:
@@ -204,6 +322,10 @@ class IvfIndex:
                 found, labels = self._index.search(np.ascontiguousarray(query[None], dtype=np.float32), more)
                 results[position] = _first_per_identity(row_identity, labels[0], found[0], k)
         return results
+
+
+def _list_count(rows: int) -> int:
+    return int(max(1, min(round(_IVF_LISTS_PER_SQRT * math.sqrt(rows)), rows // 39)))  # faiss: >= 39 per list
 
 
 def _first_per_identity(

@@ -14,12 +14,13 @@ import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from edge_facenet import __version__
-from edge_facenet.gallery_index import DTYPES, EmbeddingMatrix
+from edge_facenet.gallery_index import DTYPES, EmbeddingMatrix, grouped_rows, spare_rows, with_new_rows
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +41,18 @@ _SCHEMA = (
     "CREATE INDEX IF NOT EXISTS embeddings_by_identity ON embeddings (identity_id)",
     "CREATE INDEX IF NOT EXISTS embeddings_by_source ON embeddings (source_path)",
 )
+# Triggers that count, in meta's "rewrites", every change other than adding rows: deleted or moved embeddings,
+# renamed or deleted identities. A reader that saw the count unchanged reads only the rows added since (ids grow).
+_BUMP_REWRITES = (
+    "INSERT INTO meta (key, value) VALUES ('rewrites', '1') "
+    "ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1"
+)
+_TRIGGERS = {
+    "rewrites_on_embedding_delete": "AFTER DELETE ON embeddings",
+    "rewrites_on_embedding_update": "AFTER UPDATE OF vector, identity_id ON embeddings",
+    "rewrites_on_identity_update": "AFTER UPDATE OF id, name ON identities",
+    "rewrites_on_identity_delete": "AFTER DELETE ON identities",
+}
 _BLOB_DTYPES = {"float32": np.dtype("<f4"), "float16": np.dtype("<f2")}
 _ROWS_PER_FETCH = 1 << 16
 
@@ -92,6 +105,7 @@ def open_database(
         except sqlite3.DatabaseError as error:
             raise ValueError(f"{where} is not an edge_facenet gallery: {error}") from None
         stored_dtype = _check_meta(meta, fingerprint, embedding_size, where)
+        _add_triggers(connection, where)
 
         connection.execute("PRAGMA foreign_keys = ON")
         connection.execute("PRAGMA secure_delete = ON")  # deleted rows are overwritten with zeros
@@ -160,38 +174,104 @@ def read_embeddings(
     """
     # Read before the snapshot: a commit in between makes the next search read again, never miss a change.
     (data_version,) = connection.execute("PRAGMA data_version").fetchone()
+    with transaction(connection, "DEFERRED"):
+        rewrites = _rewrites(connection)
+        (rows,) = connection.execute("SELECT count(*) FROM embeddings").fetchone()
+        spare = spare_rows(rows, embedding_size, dtype)  # room to add rows later without copying these
+        row_ids, identity_ids = _read_rows(
+            connection, "SELECT id, identity_id, vector FROM embeddings", (), spare[:rows], stored_dtype, where
+        )
+        names_by_id = dict(connection.execute("SELECT id, name FROM identities"))
+    last_row_id = int(row_ids.max()) if rows else 0
+    fields = {"data_version": data_version, "last_row_id": last_row_id, "rewrites": rewrites}
+    return grouped_rows(spare[:rows], identity_ids, names_by_id, spare, **fields)
+
+
+def read_new_embeddings(
+    connection: sqlite3.Connection, current: EmbeddingMatrix, embedding_size: int, stored_dtype: str, where: str
+) -> tuple[EmbeddingMatrix, bool] | None:
+    """Bring a snapshot up to date by reading only the embeddings added since it was read.
+
+    Returns:
+        The new snapshot and whether it kept the old rows' indices (see
+        :func:`~edge_facenet.gallery_index.with_new_rows`); None when rows were deleted, moved or renamed since,
+        or the file cannot count such changes: then read everything with :func:`read_embeddings`.
+
+    Raises:
+        ValueError: When a blob does not hold ``embedding_size`` values of ``stored_dtype``.
+    """
+    if not has_change_counter(connection):
+        return None
+    (data_version,) = connection.execute("PRAGMA data_version").fetchone()
+    with transaction(connection, "DEFERRED"):
+        rewrites = _rewrites(connection)
+        if rewrites != current.rewrites:
+            return None
+        (rows,) = connection.execute("SELECT count(*) FROM embeddings WHERE id > ?", (current.last_row_id,)).fetchone()
+        query = "SELECT id, identity_id, vector FROM embeddings WHERE id > ? ORDER BY id"
+        vectors = np.empty((rows, embedding_size), dtype=current.matrix.dtype)
+        row_ids, identity_ids = _read_rows(connection, query, (current.last_row_id,), vectors, stored_dtype, where)
+        names_by_id = dict(
+            connection.execute(
+                "SELECT id, name FROM identities WHERE id IN (SELECT identity_id FROM embeddings WHERE id > ?)",
+                (current.last_row_id,),
+            )
+        )
+    fields = {"data_version": data_version, "rewrites": rewrites}
+    if not rows:
+        return replace(current, last_row_id=current.last_row_id, **fields), True
+    return with_new_rows(current, vectors, identity_ids, names_by_id, last_row_id=int(row_ids[-1]), **fields)
+
+
+def has_change_counter(connection: sqlite3.Connection) -> bool:
+    """Whether the file counts its deletions and renames (see ``_TRIGGERS``), so that it can be read incrementally."""
+    query = f"SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND name IN ({', '.join('?' * len(_TRIGGERS))})"
+    return connection.execute(query, tuple(_TRIGGERS)).fetchone()[0] == len(_TRIGGERS)
+
+
+def _read_rows(
+    connection: sqlite3.Connection,
+    query: str,
+    parameters: tuple[int, ...],
+    matrix: np.ndarray,
+    stored_dtype: str,
+    where: str,
+) -> tuple[np.ndarray, np.ndarray]:
+    # Fills matrix with the vectors of the query's (id, identity_id, vector) rows; returns the two ids of each row.
+    rows, embedding_size = matrix.shape
     blob_dtype = _BLOB_DTYPES[stored_dtype]
     row_bytes = blob_dtype.itemsize * embedding_size
-    with transaction(connection, "DEFERRED"):
-        (rows,) = connection.execute("SELECT count(*) FROM embeddings").fetchone()
-        matrix = np.empty((rows, embedding_size), dtype=dtype)
-        identity_ids = np.empty(rows, dtype=np.int64)
-        cursor = connection.execute("SELECT identity_id, vector FROM embeddings")
-        filled = 0
-        while chunk := cursor.fetchmany(_ROWS_PER_FETCH):
-            blobs = [blob for _, blob in chunk]
-            if set(map(len, blobs)) != {row_bytes}:
-                raise ValueError(f"{where} is corrupt: an embedding is not {embedding_size} {stored_dtype} values")
-            values = np.frombuffer(b"".join(blobs), dtype=blob_dtype).reshape(len(chunk), embedding_size)
-            matrix[filled : filled + len(chunk)] = values
-            identity_ids[filled : filled + len(chunk)] = [identity for identity, _ in chunk]
-            filled += len(chunk)
-        identities = connection.execute("SELECT id, name FROM identities ORDER BY id").fetchall()
+    row_ids = np.empty(rows, dtype=np.int64)
+    identity_ids = np.empty(rows, dtype=np.int64)
+    cursor = connection.execute(query, parameters)
+    filled = 0
+    while chunk := cursor.fetchmany(_ROWS_PER_FETCH):
+        assert filled + len(chunk) <= rows, "the rows were counted in the same transaction"
+        blobs = [blob for _, _, blob in chunk]
+        if set(map(len, blobs)) != {row_bytes}:
+            raise ValueError(f"{where} is corrupt: an embedding is not {embedding_size} {stored_dtype} values")
+        values = np.frombuffer(b"".join(blobs), dtype=blob_dtype).reshape(len(chunk), embedding_size)
+        matrix[filled : filled + len(chunk)] = values
+        row_ids[filled : filled + len(chunk)] = [row_id for row_id, _, _ in chunk]
+        identity_ids[filled : filled + len(chunk)] = [identity for _, identity, _ in chunk]
+        filled += len(chunk)
+    return row_ids, identity_ids
 
-    if rows and (np.diff(identity_ids) < 0).any():  # rows added to an older identity: group them
-        order = np.argsort(identity_ids, kind="stable")
-        matrix, identity_ids = matrix[order], identity_ids[order]
-    starts = np.flatnonzero(np.diff(identity_ids, prepend=identity_ids[:1] - 1)) if rows else np.zeros(0, np.intp)
-    names = [name for _, name in identities]
-    if len(starts) < len(names):  # some identities have no embeddings (yet)
-        known = np.fromiter((identity for identity, _ in identities), dtype=np.int64, count=len(identities))
-        names = [names[position] for position in np.searchsorted(known, identity_ids[starts]).tolist()]
-    return EmbeddingMatrix(
-        names=tuple(names),
-        starts=None if len(starts) == rows else starts,
-        matrix=matrix,
-        data_version=data_version,
-    )
+
+def _rewrites(connection: sqlite3.Connection) -> int:
+    row = connection.execute("SELECT value FROM meta WHERE key = 'rewrites'").fetchone()
+    return 0 if row is None else int(row[0])
+
+
+def _add_triggers(connection: sqlite3.Connection, where: str) -> None:
+    if has_change_counter(connection):
+        return
+    try:
+        with transaction(connection):
+            for name, event in _TRIGGERS.items():
+                connection.execute(f"CREATE TRIGGER IF NOT EXISTS {name} {event} BEGIN {_BUMP_REWRITES}; END")
+    except sqlite3.OperationalError as error:  # a read-only file: searches then read everything after a change
+        logger.info("%s: cannot add the change-counting triggers (%s); every change reloads the gallery", where, error)
 
 
 def _create_schema(connection: sqlite3.Connection, fingerprint: str, embedding_size: int, stored_dtype: str) -> None:

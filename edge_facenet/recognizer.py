@@ -181,8 +181,9 @@ class Recognizer:
                 continue
             embeddings.append(embedding)
             sources.append(source)
-        for embedding, source in zip(embeddings, sources, strict=True):
-            self.gallery.add(name, embedding, source_path=str(source) if source else None)
+        if embeddings:  # one transaction: all of them or, should the process die, none
+            paths = [str(source) if source else None for source in sources]
+            self.gallery.add_many([name] * len(embeddings), np.stack(embeddings), source_paths=paths)
         return len(embeddings)
 
     def match_threshold(self, override: float | None = None) -> float:

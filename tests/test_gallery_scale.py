@@ -166,7 +166,7 @@ def test_top_k_is_the_k_largest_best_first_and_lower_index_first_on_ties(count):
         np.testing.assert_array_equal(top_k(scores, k), expected)
 
 
-def test_a_search_reads_the_file_again_only_after_a_change(tmp_path, monkeypatch):
+def test_a_search_reads_the_whole_file_again_only_after_a_removal_or_rename(tmp_path, monkeypatch):
     reads = []
     real = gallery_storage.read_embeddings
     monkeypatch.setattr(edge_facenet.gallery, "read_embeddings", lambda *args: reads.append(1) or real(*args))
@@ -177,13 +177,16 @@ def test_a_search_reads_the_file_again_only_after_a_change(tmp_path, monkeypatch
         for _ in range(5):
             gallery.search(query)
         assert len(reads) == 1
-        gallery.add("bob", np.eye(D)[1])
-        gallery.search(query)
-        gallery.search(query)
-        assert len(reads) == 2
+        gallery.add("bob", np.eye(D)[1])  # additions, here and in another connection, are read on their own
         other.add("eve", np.eye(D)[2])
         assert [c.name for c in gallery.search(np.eye(D)[2], k=1)[0]] == ["eve"]
-        gallery.search(query)
+        assert [c.name for c in gallery.search(np.eye(D)[1], k=1)[0]] == ["bob"]
+        assert len(reads) == 1
+        other.rename("bob", "rob")
+        assert [c.name for c in gallery.search(np.eye(D)[1], k=1)[0]] == ["rob"]
+        assert len(reads) == 2
+        gallery.remove("eve")
+        assert [c.name for c in gallery.search(np.eye(D)[2], k=3)[0]] == ["ada", "rob"]
         assert len(reads) == 3
 
 

@@ -32,6 +32,7 @@ from edge_facenet.camera.annotate import Label, draw_labels
 from edge_facenet.camera.capture import open_source, parse_source
 from edge_facenet.camera.tracker import FaceTracker, TrackerConfig, TrackEvent
 from edge_facenet.gallery import Gallery, GalleryMismatchError
+from edge_facenet.quality import sharpness
 from edge_facenet.recognizer import Recognizer
 
 logger = logging.getLogger(__name__)
@@ -117,7 +118,7 @@ class CameraApp:
         if not self.tracking:
             return self._process_untracked(frame, faces, index, timestamp)
 
-        pairs = self.tracker.update(faces, index, timestamp)
+        pairs = self.tracker.update(faces, index, timestamp, [sharpness(frame, face.bbox) for face in faces])
         todo = [(track, face) for track, face in pairs if self.tracker.needs_embedding(track, face, index)]
         if todo:
             crops = self.recognizer.aligner.align_faces(frame, [face for _, face in todo])

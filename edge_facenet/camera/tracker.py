@@ -1,11 +1,12 @@
 """Faces tracked across video frames, and each track's identity decided over time.
 
 Per frame the camera app detects faces and hands them to :meth:`FaceTracker.update`, which links each face to a
-track by box overlap. Only the faces that :meth:`FaceTracker.needs_embedding` asks for are aligned and embedded;
-their embeddings go to :meth:`FaceTracker.add_embeddings`, which names each track from the mean of its recent
-embeddings. Deciding on the mean of several frames, as FaceNet's YouTube Faces result did, keeps names from
-flickering where single frames hover around the threshold; re-embedding a tracked face only now and then, or when it
-grew, saves most of the embedder's work.
+track by the overlap with the box predicted from the track's motion. Only the faces that
+:meth:`FaceTracker.needs_embedding` asks for are aligned and embedded; their embeddings go to
+:meth:`FaceTracker.add_embeddings`, which names each track from the mean of its recent embeddings. Deciding on the
+mean of several frames, as FaceNet's YouTube Faces result did, keeps names from flickering where single frames hover
+around the threshold; re-embedding a tracked face only now and then, or when it grew or got sharper
+(:func:`edge_facenet.quality.sharpness`, handed to :meth:`FaceTracker.update`), saves most of the embedder's work.
 
 Identity rule: a track's identity (a name, or None for unknown; every track starts unknown) changes only after
 ``switch_after`` consecutive decisions on its windowed mean differed from it, and then takes the latest decision.
@@ -31,6 +32,9 @@ import numpy as np
 from edge_facenet.types import Face
 
 logger = logging.getLogger(__name__)
+
+_SMOOTHING = 0.5  # weight of the latest motion in a track's velocity
+_MAX_SIZE_CHANGE = 1.5  # a detection linked by distance alone is within this factor of the track's width
 
 Matcher = Callable[[np.ndarray], list[tuple[str | None, float]]]
 """Given (N, D) unit embeddings, per row the identity (None below the threshold or for an empty gallery) and the
@@ -102,7 +106,11 @@ class Track:
         missed: Consecutive updates without a matched detection.
         embeddings: The last ``window`` unit embeddings, oldest first.
         last_embedded_frame: Frame of the latest embedding; None before the first.
+        velocity: The box's smoothed motion in pixels per frame (x1, y1, x2, y2), float32; its next box is predicted
+            from it.
         last_embedded_area: Box area in square pixels when the latest embedding was added.
+        sharpness: The face's sharpness in the latest frame, when the caller measures it; else None.
+        last_embedded_sharpness: The sharpness when the latest embedding was added (None when not measured).
         name: The decided identity; None for unknown.
         similarity: Similarity of the windowed mean to ``name`` at the last decision that agreed with it (for an
             unknown track, the best similarity, below the threshold); None before any decision.
@@ -118,7 +126,10 @@ class Track:
     missed: int = 0
     embeddings: deque[np.ndarray] = field(default_factory=deque)
     last_embedded_frame: int | None = None
+    velocity: np.ndarray = field(default_factory=lambda: np.zeros(4, np.float32))
     last_embedded_area: float = 0.0
+    sharpness: float | None = None
+    last_embedded_sharpness: float | None = None
     name: str | None = None
     similarity: float | None = None
     pending: int = 0
@@ -144,32 +155,45 @@ class TrackerConfig:
     """How faces are tracked and when identities change.
 
     Attributes:
-        iou_threshold: Least box overlap (intersection over union) that links a detection to a track, in (0, 1].
+        iou_threshold: Least box overlap (intersection over union) between a detection and a track's predicted
+            box that links them, in (0, 1].
+        max_jump: A detection that overlaps no track too little is still linked to a track whose predicted box centre
+            is within this many box widths of its centre and whose size is within 1.5x of its size (0 turns it off):
+            catches a face that starts to move fast, before its motion is known.
         max_missed: Updates a track survives without a detection; the next one ends it ("left").
         window: Embeddings kept per track; identities are decided on their mean.
         reembed_every: A settled track is embedded again after this many frames.
         grow_ratio: A track is embedded again as soon as its box area reaches this multiple (> 1) of the area it
             had at its latest embedding: a nearer face gives a better embedding.
+        sharper_ratio: A track is embedded again as soon as its sharpness reaches this multiple (> 1) of the sharpness
+            at its latest embedding (when the caller measures sharpness): a face that stopped moving or came into
+            focus gives a better embedding.
         min_embeddings_to_name: Embeddings a track needs before its identity is decided, 1 to ``window``.
         switch_after: Consecutive differing decisions before a track's identity changes (1 = at once).
     """
 
     iou_threshold: float = 0.3
+    max_jump: float = 1.0
     max_missed: int = 10
     window: int = 10
     reembed_every: int = 5
     grow_ratio: float = 1.25
+    sharper_ratio: float = 1.5
     min_embeddings_to_name: int = 1
     switch_after: int = 3
 
     def __post_init__(self) -> None:
         if not _is_real(self.iou_threshold) or not 0.0 < self.iou_threshold <= 1.0:
             raise ValueError(f"iou_threshold must be a number in (0, 1], got {self.iou_threshold!r}")
+        if not _is_real(self.max_jump) or self.max_jump < 0.0:
+            raise ValueError(f"max_jump must be a finite number >= 0, got {self.max_jump!r}")
         _check_int("max_missed", self.max_missed, 0)
         _check_int("window", self.window, 1)
         _check_int("reembed_every", self.reembed_every, 1)
         if not _is_real(self.grow_ratio) or not self.grow_ratio > 1.0:
             raise ValueError(f"grow_ratio must be a finite number > 1, got {self.grow_ratio!r}")
+        if not _is_real(self.sharper_ratio) or not self.sharper_ratio > 1.0:
+            raise ValueError(f"sharper_ratio must be a finite number > 1, got {self.sharper_ratio!r}")
         _check_int("min_embeddings_to_name", self.min_embeddings_to_name, 1)
         if self.min_embeddings_to_name > self.window:
             raise ValueError(
@@ -235,33 +259,52 @@ class FaceTracker:
         """The live tracks, oldest first."""
         return tuple(self._tracks)
 
-    def update(self, faces: Sequence[Face], frame_index: int, timestamp: float) -> list[tuple[Track, Face]]:
+    def update(
+        self,
+        faces: Sequence[Face],
+        frame_index: int,
+        timestamp: float,
+        sharpness: Sequence[float] | None = None,
+    ) -> list[tuple[Track, Face]]:
         """Link a frame's detections to tracks, start tracks for new faces and end tracks missed for too long.
 
-        Association is greedy: pairs of track and detection are taken by falling IoU, each at most once, while the
-        IoU is at least ``iou_threshold``. A track is compared with its last box; there is no motion model.
+        Each track's box is predicted from its last box and its smoothed velocity (constant motion). Association is
+        greedy: pairs of predicted box and detection are taken by falling IoU, each at most once, while the IoU is at
+        least ``iou_threshold``; then the tracks and detections left over are paired by rising centre distance, up
+        to ``max_jump`` box widths, where their sizes are within 1.5x.
 
         Args:
             faces: The frame's detections.
             frame_index: The frame's number, larger than at the previous update.
             timestamp: The frame's time in seconds.
+            sharpness: The sharpness of each face (:func:`edge_facenet.quality.sharpness`), or None when not
+                measured; it lets :meth:`needs_embedding` embed a face again once it is clearly sharper.
 
         Returns:
             One (track, face) pair per detection, in the order of ``faces``.
 
         Raises:
-            ValueError: When a box is not 4 finite numbers or ``frame_index`` does not increase.
+            ValueError: When a box is not 4 finite numbers, ``frame_index`` does not increase, or ``sharpness`` is
+                not one finite number, 0 or more, per face.
         """
-        # TODO: no motion model; a face that moves by more than about half its width between two processed frames
-        # starts a new track. A constant-velocity prediction of each box would fix it for steady motion.
         self._check_time(frame_index, timestamp, allow_same=False)
         boxes = _boxes(faces)
-        track_boxes = np.stack([track.bbox for track in self._tracks]) if self._tracks else np.zeros((0, 4))
-        matches = _greedy_matches(_iou(track_boxes, boxes), self._config.iou_threshold)
+        if sharpness is not None:
+            sharpness = list(sharpness)
+            if len(sharpness) != len(faces) or not all(_is_real(value) and value >= 0 for value in sharpness):
+                raise ValueError(f"sharpness must hold one finite number >= 0 per face ({len(faces)}), got {sharpness}")
+        predicted = np.zeros((len(self._tracks), 4), dtype=np.float32)
+        for track_index, track in enumerate(self._tracks):
+            predicted[track_index] = track.bbox + track.velocity * (frame_index - track.last_frame)
+        matches = _greedy_matches(_iou(predicted, boxes), self._config.iou_threshold)
+        if self._config.max_jump > 0.0 and len(matches) < min(len(predicted), len(boxes)):
+            matches += _nearby_matches(predicted, boxes, matches, self._config.max_jump)
 
         assigned: dict[int, Track] = {}
         for track_index, face_index in matches:
             track = self._tracks[track_index]
+            motion = (boxes[face_index] - track.bbox) / np.float32(frame_index - track.last_frame)
+            track.velocity = motion if track.hits == 1 else _SMOOTHING * motion + (1 - _SMOOTHING) * track.velocity
             track.bbox = boxes[face_index].copy()
             track.last_frame = frame_index
             track.hits += 1
@@ -282,6 +325,7 @@ class FaceTracker:
         for face_index in range(len(faces)):
             if face_index not in assigned:
                 assigned[face_index] = self._start_track(boxes[face_index], frame_index, timestamp)
+            assigned[face_index].sharpness = None if sharpness is None else float(sharpness[face_index])
 
         self._frames += 1
         self._faces += len(faces)
@@ -293,7 +337,8 @@ class FaceTracker:
 
         True for a track never embedded, one with fewer than ``min_embeddings_to_name`` embeddings, one whose
         latest decision differs from its identity (until settled), one last embedded ``reembed_every`` or more
-        frames ago, and one whose box area reached ``grow_ratio`` times the area at its latest embedding. An unknown
+        frames ago, one whose box area reached ``grow_ratio`` times the area at its latest embedding, and one whose
+        sharpness reached ``sharper_ratio`` times the sharpness at its latest embedding. An unknown
         track whose decisions agree that it is unknown is checked every ``reembed_every`` frames like a named one:
         a stranger in view costs no embedding per frame.
 
@@ -311,6 +356,13 @@ class FaceTracker:
         if len(track.embeddings) < config.min_embeddings_to_name:
             return True
         if frame_index - track.last_embedded_frame >= config.reembed_every:
+            return True
+        sharper = track.sharpness is not None and track.last_embedded_sharpness is not None
+        if (
+            sharper
+            and track.sharpness > 0.0
+            and track.sharpness >= config.sharper_ratio * track.last_embedded_sharpness
+        ):
             return True
         return face.area > 0.0 and face.area >= config.grow_ratio * track.last_embedded_area
 
@@ -342,6 +394,7 @@ class FaceTracker:
             track.embeddings.append(vector)
             track.last_embedded_frame = frame_index
             track.last_embedded_area = _area(track.bbox)
+            track.last_embedded_sharpness = track.sharpness
             if all(track is not other for other in updated):
                 updated.append(track)
         self._embeddings += len(vectors)
@@ -500,6 +553,33 @@ def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     area_b = np.clip(b[:, 2] - b[:, 0], 0.0, None) * np.clip(b[:, 3] - b[:, 1], 0.0, None)
     union = area_a[:, None] + area_b[None, :] - intersection
     return np.where(union > 0.0, intersection / np.maximum(union, 1e-12), 0.0)
+
+
+def _nearby_matches(
+    predicted: np.ndarray, boxes: np.ndarray, taken: list[tuple[int, int]], max_jump: float
+) -> list[tuple[int, int]]:
+    """Pairs of the tracks and detections not in ``taken``, by rising centre distance in track widths."""
+    free_tracks = sorted(set(range(len(predicted))) - {track for track, _ in taken})
+    free_faces = sorted(set(range(len(boxes))) - {face for _, face in taken})
+    candidates = []
+    for track_index in free_tracks:
+        box = predicted[track_index]
+        width = max(float(box[2] - box[0]), 1e-6)
+        for face_index in free_faces:
+            other = boxes[face_index]
+            size_ratio = max(float(other[2] - other[0]), 1e-6) / width
+            gap = np.hypot(*((other[:2] + other[2:]) - (box[:2] + box[2:])) / 2) / width
+            if gap <= max_jump and 1 / _MAX_SIZE_CHANGE <= size_ratio <= _MAX_SIZE_CHANGE:
+                candidates.append((float(gap), track_index, face_index))
+    matches: list[tuple[int, int]] = []
+    used_tracks: set[int] = set()
+    used_faces: set[int] = set()
+    for _, track_index, face_index in sorted(candidates):
+        if track_index not in used_tracks and face_index not in used_faces:
+            used_tracks.add(track_index)
+            used_faces.add(face_index)
+            matches.append((track_index, face_index))
+    return matches
 
 
 def _greedy_matches(iou: np.ndarray, threshold: float) -> list[tuple[int, int]]:

@@ -2,11 +2,15 @@
 
 import json
 
+import cv2
 import numpy as np
 import pytest
 
 from edge_facenet.camera import demo
-from edge_facenet.camera.app import main
+from edge_facenet.camera.app import CameraApp, main
+from edge_facenet.camera.tracker import TrackerConfig
+from edge_facenet.detector import FaceDetector
+from edge_facenet.recognizer import Recognizer
 
 
 @pytest.fixture(scope="module")
@@ -110,3 +114,22 @@ def test_an_empty_gallery_folder_exits_with_one_line(material, detector_path, ca
     assert code == 1 and "no one could be enrolled" in err and err.count("\n") == 1
     code, _, err = run(["--gallery", str(tmp_path / "absent"), "--source", str(material.video)], capsys)
     assert code == 1 and err.startswith("error: ") and err.count("\n") == 1
+
+
+def test_a_face_coming_into_focus_is_embedded_again_at_once(lfw_dir, detector_path, random_model_path):
+    # One LFW photo on a grey 640x480 frame: blurred (a moving face) for six frames, then sharp.
+    photo = cv2.imread(str(lfw_dir / "images" / "George_W_Bush" / "George_W_Bush_0001.jpg"))
+    frame = np.full((480, 640, 3), 120, np.uint8)
+    frame[100:350, 200:450] = photo
+    blurred = cv2.GaussianBlur(frame, (0, 0), 2.5)
+    recognizer = Recognizer(random_model_path, FaceDetector(detector_path), threshold=0.5)
+    app = CameraApp(recognizer, tracker_config=TrackerConfig(reembed_every=100))
+
+    embedded = []
+    for index in range(10):
+        before = app.summary.embeddings
+        app.process(blurred if index < 6 else frame, index, index / 25)
+        if app.summary.embeddings > before:
+            embedded.append(index)
+    assert app.summary.faces == 10 and app.tracker.summary().tracks_created == 1
+    assert embedded == [0, 6]

@@ -58,11 +58,14 @@ def noisy(vector, sigma, rng):
     return unit(vector + sigma * rng.normal(size=DIM))
 
 
-def run(tracker, frames, matcher, embedding_of):
-    """The camera app's loop; ``embedding_of(frame, detection)`` embeds a face. Returns the frames embedded per face."""
+def run(tracker, frames, matcher, embedding_of, sharpness=None):
+    """The camera app's loop; ``embedding_of(frame, detection)`` embeds a face. Returns the frames embedded per face.
+
+    ``sharpness(frame)``, when given, returns the sharpness of each face of that frame.
+    """
     embedded = {}
     for index, faces in enumerate(frames):
-        pairs = tracker.update(faces, index, index / FPS)
+        pairs = tracker.update(faces, index, index / FPS, None if sharpness is None else sharpness(index))
         todo = []
         for position, (track, face) in enumerate(pairs):
             if tracker.needs_embedding(track, face, index):
@@ -139,6 +142,38 @@ def test_association_takes_the_highest_overlap_first():
     assert kinds(tracker.drain_events()) == [("appeared", 1, 0), ("appeared", 2, 1)]
 
 
+def test_a_fast_face_keeps_its_track():
+    # 60 px a frame: consecutive boxes overlap by IoU 0.25, under the 0.3 needed.
+    tracker = FaceTracker()
+    ids = [tracker.update([face_at(60 * index, 100)], index, index / FPS)[0][0].track_id for index in range(10)]
+    assert ids == [1] * 10
+    assert tracker.tracks[0].velocity == pytest.approx([60, 0, 60, 0])
+
+    # Off: the first jump already starts a new track.
+    tracker = FaceTracker(TrackerConfig(max_jump=0.0))
+    ids = [tracker.update([face_at(60 * index, 100)], index, index / FPS)[0][0].track_id for index in range(3)]
+    assert ids == [1, 2, 3]
+
+
+def test_a_face_speeding_up_is_followed_by_its_predicted_box():
+    tracker = FaceTracker(TrackerConfig(max_jump=0.0))  # IoU with the predicted box alone
+    x, ids = 0.0, []
+    for index in range(12):
+        x += 15.0 * index  # up to 165 px a frame, more than the face's width
+        ids.append(tracker.update([face_at(x, 100)], index, index / FPS)[0][0].track_id)
+    assert ids == [1] * 12
+
+
+def test_two_faces_crossing_keep_their_own_tracks():
+    tracker = FaceTracker()
+    tracks = {"left": set(), "right": set()}
+    for index in range(16):
+        left, right = face_at(20 + 40 * index, 100), face_at(400 - 40 * index, 110)
+        for name, (track, _) in zip(tracks, tracker.update([left, right], index, index / FPS), strict=True):
+            tracks[name].add(track.track_id)
+    assert tracks == {"left": {1}, "right": {2}}
+
+
 @pytest.mark.parametrize("lookalike", ["A or unknown", "A or B"])
 def test_windowed_identity_does_not_flicker_where_single_frames_do(people, matcher, lookalike):
     rng = np.random.default_rng(1)
@@ -187,6 +222,36 @@ def test_a_steady_face_is_embedded_every_few_frames_and_at_once_when_it_grows(pe
         frames_processed=60, faces_seen=120, tracks_created=2, embeddings_computed=26
     )
     assert len(embedded[0]) <= 60 // 5 + tracker.config.switch_after
+
+
+def test_a_face_that_gets_sharper_is_embedded_again_at_once(people, matcher):
+    rng = np.random.default_rng(3)
+    tracker = FaceTracker(TrackerConfig(reembed_every=10, switch_after=1))
+    frames = [[face_at(100, 100), face_at(400, 100)] for _ in range(30)]
+    # Face 0 is blurred (moving) until frame 13, then sharp; face 1's sharpness wavers by up to 15 % either way.
+    blurred, sharp = 40.0, 200.0
+    wavering = 150.0 * (1.0 + 0.15 * np.sin(np.arange(30)))
+
+    def sharpness(index):
+        return [blurred if index < 13 else sharp, float(wavering[index])]
+
+    embedded = run(tracker, frames, matcher, lambda _, position: noisy(people["AB"[position]], 0.05, rng), sharpness)
+
+    assert embedded[0] == [0, 10, 13, 23]  # at once when it got 5x sharper; not again while it stays as sharp
+    assert embedded[1] == [0, 10, 20]  # at most 1.15 / 0.85 = 1.35x between two frames: below the 1.5x ratio
+    assert tracker.tracks[0].last_embedded_sharpness == sharp
+
+
+def test_sharpness_must_be_one_non_negative_number_per_face():
+    tracker = FaceTracker()
+    with pytest.raises(ValueError, match=r"sharpness must hold one finite number >= 0 per face \(2\)"):
+        tracker.update([face_at(0, 0), face_at(300, 0)], 0, 0.0, [1.0])
+    with pytest.raises(ValueError, match="sharpness must hold"):
+        tracker.update([face_at(0, 0)], 1, 0.04, [float("nan")])
+    with pytest.raises(ValueError, match="sharpness must hold"):
+        tracker.update([face_at(0, 0)], 2, 0.08, [-1.0])
+    ((track, _),) = tracker.update([face_at(0, 0)], 3, 0.12, [12.5])
+    assert track.sharpness == 12.5
 
 
 def test_one_matcher_call_per_update_over_the_windowed_means(people, matcher):
@@ -246,6 +311,10 @@ def test_a_named_track_that_stops_matching_becomes_unknown(people, matcher):
         ("reembed_every", 0),
         ("grow_ratio", 1.0),
         ("grow_ratio", float("inf")),
+        ("max_jump", -0.5),
+        ("max_jump", float("inf")),
+        ("sharper_ratio", 0.9),
+        ("sharper_ratio", "2"),
         ("min_embeddings_to_name", 0),
         ("min_embeddings_to_name", 11),
         ("switch_after", 0),
