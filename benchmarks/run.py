@@ -208,8 +208,8 @@ def gallery_part(args: argparse.Namespace, settings: Settings, workdir: Path, sa
         "exact: Gallery.search, cosine over the whole float32 matrix; one query a call, k=5. Each gallery file is "
         f"opened in fresh processes ({settings.load_runs} per file): load = open + first search (file in the OS "
         "cache), RSS growth = resident memory after the load less before it, peak growth the same at ru_maxrss. "
-        "Add + search: Gallery.add of one identity, then one search, which reads only the added row; the first "
-        "also copies the matrix into memory with a quarter to spare, later ones the median of 7.",
+        "Add + search: Gallery.add of one identity, then one search, which reads only the added row into the "
+        "memory reserved for growth at load; the first of 8 calls, and the median of the 7 later ones.",
         f"Galleries enrolled with {facts['enrolled_with']}. Queries: normalise(centre + noise) at cosine 0.8 to their "
         f"identity; exact top-1 named the right identity for {accuracy} of them.",
         "Enrolment through Recognizer.enroll (read, detect, align, embed, one SQLite write), one LFW photo a call: "
