@@ -16,6 +16,7 @@ from edge_facenet.aligner import FaceAligner
 from edge_facenet.detector import FaceDetector
 from edge_facenet.embedder import Embedder
 from edge_facenet.gallery import Candidate, EnrollmentReport, Gallery, GalleryMismatchError
+from edge_facenet.images import decode_image, read_image
 from edge_facenet.metadata import ModelMetadata, read_metadata
 from edge_facenet.preprocess import blob_from_crops
 from edge_facenet.recognizer import Recognizer
@@ -37,7 +38,9 @@ __all__ = [
     "Recognizer",
     "__version__",
     "blob_from_crops",
+    "decode_image",
     "get_template",
     "list_templates",
+    "read_image",
     "read_metadata",
 ]

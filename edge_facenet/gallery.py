@@ -37,7 +37,6 @@ from edge_facenet.gallery_folder import (
     EnrollingRecognizer,
     EnrollmentReport,
     FolderScan,
-    decode,
     enrolment_root,
     one_line,
     scan_folder,
@@ -60,6 +59,7 @@ from edge_facenet.gallery_storage import (
     scrub_wal,
     transaction,
 )
+from edge_facenet.images import decode_image
 
 __all__ = [
     "GALLERY_FILENAME",
@@ -600,7 +600,7 @@ class Gallery:
                 unreadable.add(str(file))
                 continue
             sha256 = hashlib.sha256(data).hexdigest()  # of the bytes decoded, should the file have changed since
-            image = decode(data)
+            image = decode_image(data)
             if image is None:
                 failed.append((file, "cannot decode image"))
                 continue

@@ -127,20 +127,6 @@ def scan_folder(root: Path) -> FolderScan:
     return FolderScan(identities, hashes, failed, unlisted, unreadable)
 
 
-def decode(data: bytes) -> np.ndarray | None:
-    """Decode image file bytes into a BGR uint8 image; None when they are not an image OpenCV reads."""
-    import cv2
-
-    if not data:
-        return None
-    try:
-        # From bytes in memory rather than cv2.imread: works for any path (unicode too) and decodes the very bytes
-        # that were hashed.
-        return cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
-    except cv2.error:
-        return None
-
-
 def one_line(error: OSError) -> str:
     """The reason of an OSError on one line, without the path."""
     text = error.strerror or str(error) or type(error).__name__

@@ -7,7 +7,6 @@ from collections.abc import Iterable
 from os import PathLike
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from edge_facenet._frames import as_bgr
@@ -15,6 +14,7 @@ from edge_facenet.aligner import FaceAligner
 from edge_facenet.detector import FaceDetector
 from edge_facenet.embedder import Embedder
 from edge_facenet.gallery import Gallery
+from edge_facenet.images import read_image
 from edge_facenet.types import Face, Match
 
 logger = logging.getLogger(__name__)
@@ -174,7 +174,7 @@ class Recognizer:
             source = None
             if isinstance(image, (str, PathLike)):
                 source = Path(image)
-                image = _read_image(source)
+                image = read_image(source)
             embedding = self.embed_largest_face(image)
             if embedding is None:
                 logger.warning("no face found in %s; not enrolled", source or "an image")
@@ -205,18 +205,3 @@ def _check_threshold(value: float) -> float:
     if not -1.0 <= value <= 1.0:
         raise ValueError(f"threshold is a cosine similarity and must be in [-1, 1], got {value}")
     return float(value)
-
-
-def _read_image(path: Path) -> np.ndarray:
-    if not path.is_file():
-        raise FileNotFoundError(f"image not found: {path}")
-    data = np.fromfile(path, dtype=np.uint8)
-    if data.size == 0:
-        raise ValueError(f"cannot decode an image from {path}: the file is empty")
-    try:
-        image = cv2.imdecode(data, cv2.IMREAD_COLOR)
-    except cv2.error:  # some decoders raise where most return None
-        image = None
-    if image is None:
-        raise ValueError(f"cannot decode an image from {path}")
-    return image

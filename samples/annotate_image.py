@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge_facenet import Match, Recognizer
+from edge_facenet import Match, Recognizer, read_image
 from edge_facenet.gallery import GALLERY_FILENAME
 
 
@@ -31,10 +31,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("photo", type=Path, help="the photo to identify")
     args = parser.parse_args(argv)
 
-    # 1. Check the input before loading anything. imread returns None (it does not raise) for a file it cannot decode,
-    #    and prints a warning of its own for a missing one, hence is_file() first.
-    photo = cv2.imread(str(args.photo), cv2.IMREAD_COLOR) if args.photo.is_file() else None
-    if photo is None:
+    # 1. Check the input before loading anything. read_image refuses missing, empty and incomplete files (where
+    #    cv2.imread would return the decodable top of a truncated JPEG).
+    try:
+        photo = read_image(args.photo)
+    except (OSError, ValueError):
         return fail(f"cannot read an image from {args.photo}")
     if not args.people.is_dir():
         return fail(f"people folder not found: {args.people}")

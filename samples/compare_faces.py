@@ -13,10 +13,9 @@ import sys
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 
-from edge_facenet import Recognizer
+from edge_facenet import Recognizer, read_image
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,8 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     embeddings, names = [], []
     start = time.perf_counter()
     for path in args.images:
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if image is None:
+        try:
+            image = read_image(path)
+        except (OSError, ValueError):
             print(f"error: cannot read an image from {path}", file=sys.stderr)
             return 1
         embedding = recognizer.embed_largest_face(image)

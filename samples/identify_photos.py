@@ -13,9 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-import cv2
-
-from edge_facenet import Match, Recognizer
+from edge_facenet import Match, Recognizer, read_image
 from edge_facenet.gallery import GALLERY_FILENAME
 
 
@@ -27,6 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threshold", type=float, help="cosine match threshold (default: the model's)")
     parser.add_argument("photos", type=Path, nargs="+", help="photos to identify")
     args = parser.parse_args(argv)
+    if not args.people.is_dir():  # checked before the gallery file would create the folder
+        print(f"error: people folder not found: {args.people}", file=sys.stderr)
+        return 1
 
     try:
         # 1. Enrol (or update) the gallery from the folder; failures are reported, never fatal.
@@ -55,8 +56,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"threshold: {limit:.3f}")
     for path in args.photos:
-        frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if frame is None:
+        try:
+            frame = read_image(path)
+        except (OSError, ValueError):
             print(f"{path}: cannot read an image")
             continue
         try:

@@ -16,9 +16,7 @@ import csv
 import sys
 from pathlib import Path
 
-import cv2
-
-from edge_facenet import Recognizer
+from edge_facenet import Recognizer, read_image
 from edge_facenet.gallery import GALLERY_FILENAME, IMAGE_EXTENSIONS
 
 COLUMNS = ["image", "face", "x1", "y1", "x2", "y2", "det_score", "name", "similarity", "error"]
@@ -59,8 +57,9 @@ def main(argv: list[str] | None = None) -> int:
         writer.writerow(COLUMNS)
         for path in images:
             image_name = path.relative_to(args.photos).as_posix()
-            frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
-            if frame is None:
+            try:
+                frame = read_image(path)
+            except (OSError, ValueError):
                 writer.writerow([image_name] + [""] * (len(COLUMNS) - 2) + ["cannot read an image"])
                 unreadable += 1
                 continue

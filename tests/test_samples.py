@@ -52,6 +52,15 @@ def test_identify_photos_enrols_a_folder_and_names_the_same_photos(random_model_
     assert "(0 added, 2 unchanged, 0 not enrolled)" in again.stdout
 
 
+def test_identify_photos_refuses_a_missing_people_folder_without_creating_it(tmp_path, lfw_dir):
+    people = tmp_path / "peopel"
+    photo = lfw_dir / "images" / "Colin_Powell" / "Colin_Powell_0001.jpg"
+    result = run_sample("samples/identify_photos.py", "--people", people, photo)
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"error: people folder not found: {people}"
+    assert not people.exists()
+
+
 def make_people(lfw_dir, people):
     """people/<name>/ with two LFW photos each of Colin Powell and Tony Blair."""
     for name in ("Colin_Powell", "Tony_Blair"):

@@ -30,6 +30,7 @@ from edge_facenet.camera.sources import (
     gstreamer_available,
     parse_source,
 )
+from edge_facenet.images import read_image
 
 __all__ = [
     "KINDS",
@@ -447,7 +448,6 @@ def _list_images(folder: Path) -> list[Path]:
 
 def _decode_image(path: Path) -> np.ndarray | None:
     try:
-        data = np.fromfile(path, dtype=np.uint8)
-        return cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    except (OSError, cv2.error):
+        return read_image(path)
+    except (OSError, ValueError):
         return None
