@@ -8,8 +8,9 @@ own): it opens the file, runs the first search (which loads the in-memory matrix
 and prints one JSON object: ``load_s`` (open + first search), ``rss_growth_bytes`` and ``peak_rss_growth_bytes``
 (resident memory after the load and at its peak, less the memory before opening), ``matrix_bytes`` (the in-memory
 search matrix), ``search_ms`` (median, p10, p90), ``top1`` (the best identity of each query, for recall) and
-``add_then_search_ms`` (one identity added, then one search, 8 times; removed again afterwards); the last two are
-empty with --repeats 0.
+``add_then_search_ms`` (one identity added, then one search, 8 times) and ``remove_then_search_ms`` (those 8
+removed again, each followed by a search; not for an IVF index, which each removal makes be built again); the last
+three are empty with --repeats 0.
 The galleries are synthetic: one unit vector per identity (the identity's centre), and queries
 ``normalise(centre + noise)`` whose cosine with their own identity is about 0.8.
 """
@@ -227,6 +228,8 @@ def _file_figures(runs: list[dict[str, object]]) -> dict[str, Figure]:
         first, *later = runs[0]["add_then_search_ms"]
         figures["add_first_ms"] = Figure(first, "ms")
         figures["add_later_ms"] = summarise(later, "ms")
+    if runs[0].get("remove_then_search_ms"):
+        figures["remove_ms"] = summarise(runs[0]["remove_then_search_ms"], "ms")
     if runs[0]["matrix_bytes"]:
         figures["matrix_bytes"] = Figure(float(runs[0]["matrix_bytes"]), "bytes")
     return figures
@@ -304,9 +307,9 @@ def main(argv: list[str] | None = None) -> int:
     top1 = []
     for first in range(0, len(queries) if args.repeats > 0 else 0, 32):
         top1 += [hits[0].name if hits else "" for hits in gallery.search(queries[first : first + 32], k=1)]
-    # Enrolling while the gallery is in use: add one identity, then search (which reads only the added row). The
-    # first add also moves the matrix into memory with room to grow. The added identities are removed again.
-    added = []
+    # Enrolling while the gallery is in use: add one identity, then search (which reads only the added row); then
+    # remove them again, one at a time, each followed by a search (the removal is applied to the loaded matrix).
+    added, removed = [], []
     if args.repeats > 0:
         rng = np.random.default_rng(0)
         names = [f"benchmark-added-{step}" for step in range(ADD_REPEATS)]
@@ -315,10 +318,16 @@ def main(argv: list[str] | None = None) -> int:
             gallery.add(name, rng.standard_normal(args.embedding_size))
             gallery.search(query, k=5)
             added.append((time.perf_counter() - start) * 1000.0)
-        for name in names:
+        rebuilds = options.get("index", "exact") != "exact"  # an IVF index is built again after each removal
+        for name, query in zip(names, itertools.cycle(queries)):
+            start = time.perf_counter()
             gallery.remove(name)
+            if not rebuilds:
+                gallery.search(query, k=5)
+                removed.append((time.perf_counter() - start) * 1000.0)
     result = {
         "add_then_search_ms": added,
+        "remove_then_search_ms": removed,
         "load_s": load_s,
         "rss_growth_bytes": rss_after - rss_before,
         "peak_rss_growth_bytes": max(0, peak - rss_before),

@@ -48,6 +48,8 @@ from edge_facenet.gallery_index import (
     EmbeddingMatrix,
     IvfIndex,
     exact_search,
+    renamed,
+    without_identity,
 )
 from edge_facenet.gallery_storage import (
     SCHEMA_VERSION,
@@ -56,6 +58,7 @@ from edge_facenet.gallery_storage import (
     open_database,
     read_embeddings,
     read_new_embeddings,
+    rewrite_count,
     scrub_wal,
     transaction,
 )
@@ -99,9 +102,11 @@ class Gallery:
     """Enrolled identities and cosine search over their embeddings, stored in an SQLite file.
 
     Use a gallery object from one thread at a time (handing it to another thread is fine). Several objects, also in
-    other processes, may open one file; each sees the others' committed writes at its next search. After additions
-    that search reads only the added embeddings; after a removal, a rename or a re-enrolment that dropped files, it
-    reads all of them again (2 to 3 s for a million) and rebuilds an IVF index (about 8 s more for a million).
+    other processes, may open one file; each sees the others' committed writes at its next search. That search reads
+    only the embeddings added since, and applies the object's own removals and renames to the loaded matrix (a
+    removal copies it once and makes an IVF index be rebuilt); after a removal or rename by another object, or a
+    re-enrolment that dropped files, it reads all of them again (2 to 3 s for a million) and rebuilds an IVF index
+    (about 8 s more for a million).
 
     Args:
         path: The gallery file, created (owner-only, 0600) with its folder (0700) when missing; None keeps the
@@ -154,6 +159,10 @@ class Gallery:
         self._index: EmbeddingMatrix | None = None
         self._ann: IvfIndex | None = None
         self._changed = False
+        # ("remove", identity id, largest row id left) or ("rename", identity id, new name), of the write under way.
+        self._change: tuple[str, int, int | str] | None = None
+        # (count before, count after, change) of this object's writes that changed the rewrite count since the load.
+        self._own_rewrites: list[tuple[int, int, tuple[str, int, int | str] | None]] = []
         connection, self._stored_dtype = open_database(self._path, fingerprint, self._embedding_size, dtype)
         self._connection: sqlite3.Connection | None = connection
         if dtype is not None and dtype != self._stored_dtype:
@@ -296,6 +305,10 @@ class Gallery:
                 "SELECT count(*) FROM embeddings WHERE identity_id = ?", (identity_id,)
             ).fetchone()
             connection.execute("DELETE FROM identities WHERE id = ?", (identity_id,))
+            # SQLite gives a new row the largest id plus one, which may be an id just deleted: rows added after this
+            # removal are those above the largest id left now.
+            (largest,) = connection.execute("SELECT coalesce(max(id), 0) FROM embeddings").fetchone()
+            self._change = ("remove", identity_id, largest)
         self._scrub()
         return removed
 
@@ -311,6 +324,7 @@ class Gallery:
             if connection.execute("SELECT 1 FROM identities WHERE name = ?", (new,)).fetchone():
                 raise ValueError(f"cannot rename {old!r} to {new!r}: an identity named {new!r} already exists")
             connection.execute("UPDATE identities SET name = ? WHERE id = ?", (new, identity_id))
+            self._change = ("rename", identity_id, new)
 
     def names(self) -> list[str]:
         """Return the identities, sorted."""
@@ -493,9 +507,14 @@ class Gallery:
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         connection = self._db()
+        self._change = None
         try:
             with transaction(connection):
+                before = rewrite_count(connection)
                 yield connection
+                after = rewrite_count(connection)
+            if after != before:  # this write deleted or renamed: remember what, to apply it to the loaded matrix
+                self._own_rewrites.append((before, after, self._change))
         finally:
             self._changed = True  # the next search reads what was added, or everything after a deletion
 
@@ -527,27 +546,52 @@ class Gallery:
             return self._index
 
         self._changed = False
-        update = None
+        update, rows_kept = None, True
         if self._index is not None:
             update = read_new_embeddings(
                 connection, self._index, self._embedding_size, self._stored_dtype, self._where()
             )
+            if update is None and self._own_rewrites:  # this object's removals and renames, applied in memory
+                current, self._index = self._index, None  # a removal reuses its memory: read all should this fail
+                replayed, rows_kept = self._replay_own_rewrites(current)
+                if replayed is not None:
+                    update = read_new_embeddings(
+                        connection, replayed, self._embedding_size, self._stored_dtype, self._where()
+                    )
+        self._own_rewrites.clear()
         if update is None:
-            # TODO: apply removals and renames to the loaded matrix too; after one, the next search reads the whole
-            # gallery again (2-3 s at a million embeddings) and rebuilds an IVF index (about 8 s more).
+            # TODO: removals and renames by other connections, and files dropped by enroll_folder, make the next
+            # search read the whole gallery again (2-3 s at a million embeddings) and rebuild an IVF index.
             self._index = self._ann = None
             self._index = read_embeddings(
                 connection, self._embedding_size, self._stored_dtype, self.dtype, self._where()
             )
             return self._index
 
-        self._index, kept_rows = update
+        self._index, appended = update
         if self._ann is not None:
-            if kept_rows and self._ann.can_grow_to(self._index):
+            if rows_kept and appended and self._ann.can_grow_to(self._index):
                 self._ann.grow(self._index)
             else:
                 self._ann = None
         return self._index
+
+    def _replay_own_rewrites(self, index: EmbeddingMatrix) -> tuple[EmbeddingMatrix | None, bool]:
+        # Valid only while nobody else deleted or renamed in between: each write must start at the count the
+        # previous one ended with. Returns the snapshot (None when that fails) and whether its rows kept their places.
+        count, rows_kept = index.rewrites, True
+        for before, after, change in self._own_rewrites:
+            if before != count or change is None:
+                return None, False
+            kind, identity_id, value = change
+            if kind == "remove":
+                last_row_id = min(index.last_row_id, int(value))
+                index = without_identity(index, identity_id, rewrites=after, last_row_id=last_row_id)
+                rows_kept = False
+            else:
+                index = renamed(index, identity_id, str(value), rewrites=after)
+            count = after
+        return index, rows_kept
 
     def _current_ann(self, index: EmbeddingMatrix) -> IvfIndex | None:
         if self._index_kind == "exact" or (self._index_kind == "auto" and len(index.matrix) < AUTO_IVF_MIN_EMBEDDINGS):

@@ -9,8 +9,9 @@ Measured on a 2-core x86 CPU with 128-D embeddings, one per identity, 1M identit
 25 ms per query with a float32 matrix (512 MB) and about 40 ms with a float16 one (256 MB; numpy has no fast float16
 product, so rows are widened to float32 in cache-sized blocks by two threads); the IVF index takes about 8 ms at
 recall@1 0.999 of exact, but costs about 8 s to build and another 0.5 GB for its own float32 copy of the rows.
-Rows added to a gallery in use are appended to the loaded matrix and to the IVF index (rebuilt once it has doubled);
-any other change makes the gallery read everything again.
+Rows added to a gallery in use are appended to the loaded matrix and to the IVF index (rebuilt once it has doubled),
+and the gallery's own removals and renames are applied to it (:func:`without_identity`, :func:`renamed`); other
+changes make the gallery read everything again.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import math
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 
 import numpy as np
@@ -40,6 +41,7 @@ _BLOCK_ROWS = 2048  # rows widened from float16 at a time: 2048 x 128 float32 = 
 _PARALLEL_MIN_ROWS = 1 << 17  # float16 matrices from this size are widened by several threads
 _SIMILARITY_BUDGET = 1 << 25  # similarities (queries x rows) computed at once: 128 MB of float32
 _TOP_K_BLOCK = 1024
+_MOVE_ROWS = 1 << 15  # rows moved at a time when a removal closes the gap in the matrix
 # A float16 bit pattern shifted left by 13 and with the sign moved to bit 31 is the float32 bit pattern of the same
 # value times 2**-112 (normal and subnormal values alike); the query is scaled by 2**112 instead of every row.
 _FLOAT16_EXPONENT_SHIFT = np.float32(2.0**112)
@@ -121,6 +123,59 @@ def grouped_rows(
         spare=spare,
         **fields,
     )
+
+
+def without_identity(embeddings: EmbeddingMatrix, identity_id: int, **fields: int) -> EmbeddingMatrix:
+    """The snapshot less one identity's rows, made by moving the later rows up in the snapshot's own memory.
+
+    Moving rows within memory already in use is several times faster than copying into new memory, which the
+    operating system must first provide page by page. The old snapshot is invalid afterwards: use the new one only.
+
+    Args:
+        embeddings: The snapshot.
+        identity_id: The database id of the identity to drop; one the snapshot lacks changes nothing but ``fields``.
+        fields: ``rewrites`` and ``last_row_id`` of the new snapshot.
+    """
+    assert embeddings.identity_ids is not None, "snapshots made by grouped_rows know their identity ids"
+    group = int(np.searchsorted(embeddings.identity_ids, identity_id))
+    if group == len(embeddings.identity_ids) or embeddings.identity_ids[group] != identity_id:
+        return replace(embeddings, **fields)
+    rows = len(embeddings.matrix)
+    starts = np.arange(rows) if embeddings.starts is None else embeddings.starts
+    first, stop = int(starts[group]), int(starts[group + 1]) if group + 1 < len(starts) else rows
+    buffer = embeddings.matrix if embeddings.spare is None else embeddings.spare
+    _move_rows_up(buffer, stop, rows, first)
+    left = rows - (stop - first)
+    kept = np.concatenate([starts[:group], starts[group + 1 :] - (stop - first)]).astype(np.intp)
+    return replace(
+        embeddings,
+        names=embeddings.names[:group] + embeddings.names[group + 1 :],
+        starts=None if len(kept) == left else kept,
+        matrix=buffer[:left],
+        identity_ids=np.delete(embeddings.identity_ids, group),
+        spare=buffer,
+        **fields,
+    )
+
+
+def _move_rows_up(buffer: np.ndarray, start: int, stop: int, to: int) -> None:
+    # buffer[to : to + stop - start] = buffer[start:stop] for to < start, through a small bounce buffer: numpy would
+    # copy the whole overlapping source first.
+    bounce = np.empty((min(_MOVE_ROWS, stop - start), buffer.shape[1]), dtype=buffer.dtype)
+    for first in range(start, stop, _MOVE_ROWS):
+        count = min(_MOVE_ROWS, stop - first)
+        bounce[:count] = buffer[first : first + count]
+        buffer[to + first - start : to + first - start + count] = bounce[:count]
+
+
+def renamed(embeddings: EmbeddingMatrix, identity_id: int, name: str, **fields: int) -> EmbeddingMatrix:
+    """The snapshot with one identity under a new name (the rows are shared, not copied)."""
+    assert embeddings.identity_ids is not None, "snapshots made by grouped_rows know their identity ids"
+    group = int(np.searchsorted(embeddings.identity_ids, identity_id))
+    if group == len(embeddings.identity_ids) or embeddings.identity_ids[group] != identity_id:
+        return replace(embeddings, **fields)
+    names = (*embeddings.names[:group], name, *embeddings.names[group + 1 :])
+    return replace(embeddings, names=names, **fields)
 
 
 def spare_rows(rows: int, size: int, dtype: np.dtype | str) -> np.ndarray:

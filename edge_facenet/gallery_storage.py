@@ -175,7 +175,7 @@ def read_embeddings(
     # Read before the snapshot: a commit in between makes the next search read again, never miss a change.
     (data_version,) = connection.execute("PRAGMA data_version").fetchone()
     with transaction(connection, "DEFERRED"):
-        rewrites = _rewrites(connection)
+        rewrites = rewrite_count(connection)
         (rows,) = connection.execute("SELECT count(*) FROM embeddings").fetchone()
         spare = spare_rows(rows, embedding_size, dtype)  # room to add rows later without copying these
         row_ids, identity_ids = _read_rows(
@@ -204,7 +204,7 @@ def read_new_embeddings(
         return None
     (data_version,) = connection.execute("PRAGMA data_version").fetchone()
     with transaction(connection, "DEFERRED"):
-        rewrites = _rewrites(connection)
+        rewrites = rewrite_count(connection)
         if rewrites != current.rewrites:
             return None
         (rows,) = connection.execute("SELECT count(*) FROM embeddings WHERE id > ?", (current.last_row_id,)).fetchone()
@@ -258,7 +258,8 @@ def _read_rows(
     return row_ids, identity_ids
 
 
-def _rewrites(connection: sqlite3.Connection) -> int:
+def rewrite_count(connection: sqlite3.Connection) -> int:
+    """The file's count of deletions and renames (0 for a file that has never counted them)."""
     row = connection.execute("SELECT value FROM meta WHERE key = 'rewrites'").fetchone()
     return 0 if row is None else int(row[0])
 

@@ -214,6 +214,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--precision", default="auto", help="package model precision: auto, fp32, int8")
     parser.add_argument("--no-tracking", action="store_true", help="name each face of each frame on its own")
     parser.add_argument("--realtime", action="store_true", help="play files at their frame rate, dropping late frames")
+    parser.add_argument(
+        "--stream-timeout", type=float, default=10.0, help="seconds a stream URL may take to open or send a frame"
+    )
     parser.add_argument("--max-frames", type=int, help="stop after this many frames")
     parser.add_argument("--output", type=Path, help="write the annotated video here (.mp4)")
     parser.add_argument("--no-display", action="store_true", help="no window (automatic without a display)")
@@ -247,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         if not gallery.names():
             raise ValueError(f"no one could be enrolled from {args.gallery}: add <name>/<photo> files with a face")
         app = CameraApp(recognizer, tracking=not args.no_tracking)
-        source = open_source(spec, realtime=args.realtime)
+        source = open_source(spec, realtime=args.realtime, stream_timeout=args.stream_timeout)
     except (FileNotFoundError, NotADirectoryError, ValueError, GalleryMismatchError, ImportError) as error:
         print(f"error: {str(error).splitlines()[0]}", file=sys.stderr)
         if gallery is not None:

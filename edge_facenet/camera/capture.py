@@ -7,6 +7,7 @@ unless paced in real time; a folder gives each image once, in name order.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import re
@@ -51,6 +52,7 @@ logger = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".bmp", ".jpeg", ".jpg", ".png", ".webp")
 FOLDER_FPS = 1.0
+STREAM_TIMEOUT = 10.0  # seconds a stream may take to open or to deliver a frame
 JOIN_TIMEOUT = 2.0
 
 
@@ -121,6 +123,7 @@ def open_source(
     initial_reconnect_wait: float = 0.5,
     max_reconnect_wait: float = 8.0,
     max_reconnects: int | None = None,
+    stream_timeout: float = STREAM_TIMEOUT,
     capture_factory: Callable[[SourceSpec], VideoCaptureLike] | None = None,
 ) -> FrameSource:
     """Open a frame source; see :class:`FrameSource` for the arguments and what each kind of source does.
@@ -138,6 +141,7 @@ def open_source(
         initial_reconnect_wait=initial_reconnect_wait,
         max_reconnect_wait=max_reconnect_wait,
         max_reconnects=max_reconnects,
+        stream_timeout=stream_timeout,
         capture_factory=capture_factory,
     )
 
@@ -161,7 +165,10 @@ class FrameSource:
         initial_reconnect_wait: Seconds before the first reopening.
         max_reconnect_wait: Longest wait between reopenings.
         max_reconnects: Reopenings in a row to try before giving up; None tries forever.
-        capture_factory: Makes the capture for a spec (default: ``cv2.VideoCapture``, a GStreamer pipeline for csi).
+        stream_timeout: Seconds a url source may take to open, and to deliver each frame, before the attempt fails
+            (and a live source reconnects); OpenCV's own default is 30 s.
+        capture_factory: Makes the capture for a spec (default: ``cv2.VideoCapture``, a GStreamer pipeline for csi);
+            ``stream_timeout`` applies to the default only.
 
     Raises:
         ValueError: When the source cannot be opened, a folder has no images, csi is asked of an OpenCV without
@@ -178,8 +185,11 @@ class FrameSource:
         initial_reconnect_wait: float = 0.5,
         max_reconnect_wait: float = 8.0,
         max_reconnects: int | None = None,
+        stream_timeout: float = STREAM_TIMEOUT,
         capture_factory: Callable[[SourceSpec], VideoCaptureLike] | None = None,
     ) -> None:
+        if not math.isfinite(stream_timeout) or stream_timeout <= 0:
+            raise ValueError(f"stream_timeout must be a positive number of seconds, got {stream_timeout}")
         if not (initial_reconnect_wait > 0 and max_reconnect_wait > 0):
             raise ValueError(
                 "reconnect waits must be positive seconds, got "
@@ -192,7 +202,7 @@ class FrameSource:
         self._initial_wait = initial_reconnect_wait
         self._max_wait = max_reconnect_wait
         self._max_reconnects = max_reconnects
-        self._factory = capture_factory or _default_capture
+        self._factory = capture_factory or functools.partial(_default_capture, stream_timeout=stream_timeout)
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._slot: Frame | None = None
@@ -214,7 +224,7 @@ class FrameSource:
         capture = self._factory(spec)
         if not capture.isOpened():
             capture.release()
-            raise ValueError(_cannot_open(spec))
+            raise ValueError(_cannot_open(spec, stream_timeout))
         self._capture = capture
         self._fps = _reported_fps(capture)
         if realtime and spec.kind == "file" and self._fps is None:
@@ -409,21 +419,25 @@ class FrameSource:
         return Frame(index, timestamp, image)
 
 
-def _default_capture(spec: SourceSpec) -> VideoCaptureLike:
+def _default_capture(spec: SourceSpec, stream_timeout: float = STREAM_TIMEOUT) -> VideoCaptureLike:
     if spec.kind == "csi":
         if not gstreamer_available():
             raise ValueError(CSI_NEEDS_GSTREAMER)
         return cv2.VideoCapture(csi_pipeline(int(spec.value)), cv2.CAP_GSTREAMER)
+    if spec.kind == "url":
+        milliseconds = max(1, round(stream_timeout * 1000))
+        timeouts = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, milliseconds, cv2.CAP_PROP_READ_TIMEOUT_MSEC, milliseconds]
+        return cv2.VideoCapture(spec.value, cv2.CAP_ANY, timeouts)
     return cv2.VideoCapture(spec.value)
 
 
-def _cannot_open(spec: SourceSpec) -> str:
+def _cannot_open(spec: SourceSpec, stream_timeout: float = STREAM_TIMEOUT) -> str:
     if spec.kind == "camera":
         return f"cannot open camera {spec.value} (is it connected, and not in use by another program?)"
     if spec.kind == "csi":
         return f"cannot open csi camera {spec.value} (nvarguscamerasrc did not start; is nvargus-daemon running?)"
     if spec.kind == "url":
-        return f"cannot open stream {spec.label}"
+        return f"cannot open stream {spec.label} (no stream there, or none within {stream_timeout:g} s)"
     return f"cannot open video file {spec.value} (OpenCV: no backend could read it)"
 
 

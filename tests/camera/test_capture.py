@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
+import socket
 import threading
 import time
 from itertools import islice, pairwise
@@ -148,7 +150,7 @@ def test_parse_source_rejects_bad_text(text, message):
 def test_passwords_stay_out_of_messages():
     spec = parse_source("rtsp://admin:secret@cam.local/live")
     assert spec.label == "rtsp://admin:***@cam.local/live"
-    with pytest.raises(ValueError, match=r"^cannot open stream rtsp://admin:\*\*\*@cam.local/live$"):
+    with pytest.raises(ValueError, match=r"^cannot open stream rtsp://admin:\*\*\*@cam.local/live \("):
         open_source(spec, capture_factory=FakeStream(opened=False).factory)
 
 
@@ -281,9 +283,41 @@ def test_sources_that_cannot_be_opened_are_one_line_errors():
     stream = FakeStream(opened=False)
     with pytest.raises(ValueError, match=r"^cannot open camera 3"):
         open_source("3", capture_factory=stream.factory)
-    with pytest.raises(ValueError, match=r"^cannot open stream rtsp://cam.local/live$"):
+    with pytest.raises(
+        ValueError, match=r"^cannot open stream rtsp://cam.local/live \(no stream there, or none within 10 s\)$"
+    ):
         open_source("rtsp://cam.local/live", capture_factory=stream.factory)
     assert stream.releases == 2
+
+
+def test_a_stream_server_that_never_answers_fails_within_the_timeout():
+    # A server that accepts the connection and then says nothing: OpenCV alone would wait 30 s.
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(4)
+    accepted = []
+
+    def accept():
+        with contextlib.suppress(OSError):  # the socket closes at the end of the test
+            while True:
+                accepted.append(server.accept()[0])
+
+    threading.Thread(target=accept, daemon=True).start()
+    url = f"rtsp://127.0.0.1:{server.getsockname()[1]}/live"
+    start = time.monotonic()
+    with pytest.raises(
+        ValueError, match=rf"^cannot open stream {re.escape(url)} \(no stream there, or none within 1 s\)$"
+    ):
+        open_source(url, stream_timeout=1.0)
+    assert time.monotonic() - start < 8.0 and accepted
+    server.close()
+    for connection in accepted:
+        connection.close()
+
+
+def test_the_stream_timeout_must_be_positive():
+    with pytest.raises(ValueError, match="stream_timeout must be a positive number of seconds, got 0"):
+        open_source("rtsp://cam.local/live", stream_timeout=0, capture_factory=FakeStream().factory)
 
 
 @pytest.mark.parametrize(
