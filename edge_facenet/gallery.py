@@ -1,25 +1,25 @@
 """A persistent face gallery: named identities and their embeddings in one SQLite file.
 
-The file holds three tables and nothing executable (no pickle): ``identities`` (unique names), ``embeddings`` (one
-row per enrolled image: a little-endian float32, or float16, blob of the L2-normalised embedding, and the source
-file's path and sha256 when it came from a file) and ``meta`` (schema version, the embedder's fingerprint, the
-embedding size, the stored precision). A gallery is tied to the embedder that filled it: embeddings of two models
-live in unrelated spaces, so opening a gallery with another embedder raises :class:`GalleryMismatchError` instead of
-returning meaningless matches.
+The file holds three tables, no pickle: ``identities`` (unique names), ``embeddings`` (one row per enrolled image: a
+little-endian float32, or float16, blob of the L2-normalised embedding, and the source file's path and sha256 when
+it came from a file) and ``meta`` (schema version, the embedder's fingerprint, the embedding size, the stored
+precision, and ``rewrites``: a count of deletions and renames that four SQL triggers keep, so that an open gallery
+can tell additions, which it reads on their own, from other changes). A gallery is tied to the embedder that filled
+it: embeddings of two models live in unrelated spaces, so opening a gallery with another embedder raises
+:class:`GalleryMismatchError` instead of returning meaningless matches.
 
 Every write runs in one transaction and the journal is SQLite's write-ahead log, so a process killed at any point
 leaves the previous or the next state of the gallery on disk, never a mixture. With ``synchronous=NORMAL`` a power
 cut may lose the last few committed writes, but it does not corrupt the file. The file is private to its owner and
 removed embeddings are scrubbed from it (see :mod:`edge_facenet.gallery_storage`); search is in
-:mod:`edge_facenet.gallery_index`, reading enrolment folders in :mod:`edge_facenet.gallery_folder`.
+:mod:`edge_facenet.gallery_index`, enrolling from folders in :mod:`edge_facenet.gallery_enrol` and reading them in
+:mod:`edge_facenet.gallery_folder`.
 """
 
 from __future__ import annotations
 
 import difflib
-import hashlib
 import logging
-import os
 import re
 import sqlite3
 import time
@@ -32,15 +32,8 @@ from pathlib import Path
 import numpy as np
 
 from edge_facenet._optional import require
-from edge_facenet.gallery_folder import (
-    IMAGE_EXTENSIONS,
-    EnrollingRecognizer,
-    EnrollmentReport,
-    FolderScan,
-    enrolment_root,
-    one_line,
-    scan_folder,
-)
+from edge_facenet.gallery_enrol import GALLERY_FILENAME, FolderEnrolment
+from edge_facenet.gallery_folder import IMAGE_EXTENSIONS, EnrollingRecognizer, EnrollmentReport
 from edge_facenet.gallery_index import (
     AUTO_IVF_MIN_EMBEDDINGS,
     DTYPES,
@@ -48,6 +41,7 @@ from edge_facenet.gallery_index import (
     EmbeddingMatrix,
     IvfIndex,
     exact_search,
+    normalised_rows,
     renamed,
     without_identity,
 )
@@ -62,7 +56,6 @@ from edge_facenet.gallery_storage import (
     scrub_wal,
     transaction,
 )
-from edge_facenet.images import decode_image
 
 __all__ = [
     "GALLERY_FILENAME",
@@ -77,12 +70,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-GALLERY_FILENAME = "gallery.sqlite3"
-
 _SHA256 = re.compile(r"[0-9a-f]{64}")
-_DROP_EMPTY_IDENTITY = (
-    "DELETE FROM identities WHERE name = ? AND NOT EXISTS (SELECT 1 FROM embeddings WHERE identity_id = identities.id)"
-)
 
 
 @dataclass(frozen=True)
@@ -98,7 +86,7 @@ class Candidate:
     similarity: float
 
 
-class Gallery:
+class Gallery(FolderEnrolment):
     """Enrolled identities and cosine search over their embeddings, stored in an SQLite file.
 
     Use a gallery object from one thread at a time (handing it to another thread is fine). Several objects, also in
@@ -226,7 +214,7 @@ class Gallery:
                 or ``source_sha256`` is not a sha256.
         """
         _check_name(name)
-        vectors = _normalised(embeddings, self._embedding_size, "embeddings")
+        vectors = normalised_rows(embeddings, self._embedding_size, "embeddings")
         if len(vectors) == 0:
             raise ValueError(f"embeddings must hold at least one vector, got shape {np.shape(embeddings)}")
         if source_sha256 is not None and not _SHA256.fullmatch(str(source_sha256)):
@@ -266,7 +254,7 @@ class Gallery:
             _check_name(name)
         if np.ndim(embeddings) != 2:
             raise ValueError(f"embeddings must have shape (N, {self._embedding_size}), got {np.shape(embeddings)}")
-        vectors = _normalised(embeddings, self._embedding_size, "embeddings")
+        vectors = normalised_rows(embeddings, self._embedding_size, "embeddings")
         sources = [None] * len(names) if source_paths is None else [None if p is None else str(p) for p in source_paths]
         if not len(names) == len(vectors) == len(sources):
             raise ValueError(
@@ -370,7 +358,7 @@ class Gallery:
         """
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise ValueError(f"k must be a positive integer, got {k!r}")
-        queries = _normalised(embeddings, self._embedding_size, "query embeddings")
+        queries = normalised_rows(embeddings, self._embedding_size, "query embeddings")
         index = self._current_index()
         if not index.names:
             return [[] for _ in range(len(queries))]
@@ -378,103 +366,6 @@ class Gallery:
         ann = self._current_ann(index)
         hits = exact_search(index, queries, int(k)) if ann is None else ann.search(queries, int(k))
         return [[Candidate(index.names[i], similarity) for i, similarity in row] for row in hits]
-
-    @classmethod
-    def from_folder(
-        cls,
-        folder: str | PathLike[str],
-        recognizer: EnrollingRecognizer,
-        path: str | PathLike[str] | None = None,
-    ) -> tuple[Gallery, EnrollmentReport]:
-        """Open (or create) a gallery and bring it in line with a folder of photos; see :meth:`enroll_folder`.
-
-        Args:
-            folder: Holds one sub-folder per identity: ``folder/<name>/<image>``.
-            recognizer: Provides ``fingerprint``, ``embedding_size`` and ``embed_largest_face(image)``.
-            path: The gallery file; default ``folder/gallery.sqlite3``.
-
-        Returns:
-            The open gallery (close it, or use it as a context manager) and the enrolment report.
-
-        Raises:
-            FileNotFoundError, NotADirectoryError: When ``folder`` is not an existing folder.
-            GalleryMismatchError: When ``path`` holds a gallery of another embedder.
-        """
-        root = enrolment_root(folder)
-        gallery = cls(
-            root / GALLERY_FILENAME if path is None else path, recognizer.fingerprint, recognizer.embedding_size
-        )
-        try:
-            report = gallery.enroll_folder(root, recognizer)
-        except BaseException:
-            gallery.close()
-            raise
-        return gallery, report
-
-    def enroll_folder(self, folder: str | PathLike[str], recognizer: EnrollingRecognizer) -> EnrollmentReport:
-        """Enrol ``folder/<name>/*`` images and drop the embeddings of files that left the folder.
-
-        Images are ``.jpg .jpeg .png .bmp .webp`` files (any case); other files are reported as failed, while hidden
-        entries (name starting with ".") and deeper sub-folders are ignored without a report. A file whose content
-        is already enrolled for its identity (same sha256) is skipped without decoding, so re-running on an
-        unchanged folder embeds nothing. An image found in the folders of two identities is enrolled under neither
-        and reported for each (see :mod:`edge_facenet.gallery_folder`).
-        Each identity is committed in its own transaction: an interrupted run keeps the identities it finished, and
-        the next run picks up the rest. The folder is the source of truth for identities enrolled from it: an
-        identity renamed in the gallery but not on disk is enrolled again under its folder's name.
-
-        Args:
-            folder: Holds one sub-folder per identity.
-            recognizer: Provides ``fingerprint``, ``embedding_size`` and ``embed_largest_face(image)``, which
-                returns a (D,) embedding or None when the image shows no face.
-
-        Returns:
-            What was added, left unchanged, failed (each failure is also logged as a warning) and removed.
-
-        Raises:
-            FileNotFoundError, NotADirectoryError: When ``folder`` is not an existing folder.
-            GalleryMismatchError: When the recognizer is not the gallery's embedder.
-            ValueError: When the recognizer returns an embedding of the wrong shape.
-        """
-        root = enrolment_root(folder)
-        if recognizer.fingerprint != self._fingerprint or recognizer.embedding_size != self._embedding_size:
-            raise GalleryMismatchError(
-                f"{self._where()} belongs to embedder {self._fingerprint[:12]} ({self._embedding_size}-D), "
-                f"not to the recognizer's {str(recognizer.fingerprint)[:12]} ({recognizer.embedding_size}-D)"
-            )
-        prefix = os.path.join(str(root), "")
-        scan = scan_folder(root)
-        failed = list(scan.failed)
-        added: list[Path] = []
-        unchanged: list[Path] = []
-        removed: list[Path] = []
-
-        for name, files in scan.identities.items():
-            outcome = self._enroll_identity(name, files, prefix, recognizer, scan)
-            added += outcome.added
-            unchanged += outcome.unchanged
-            failed += outcome.failed
-            removed += outcome.removed
-
-        # Identities whose folder disappeared; a folder that could not be listed keeps its embeddings.
-        removed += self._drop_vanished(prefix, keep=set(scan.identities) | scan.unlisted)
-        if removed:
-            self._scrub()
-
-        for path, reason in failed:
-            logger.warning("not enrolled: %s: %s", path, reason)
-        report = EnrollmentReport(
-            tuple(sorted(added)), tuple(sorted(unchanged)), tuple(sorted(failed)), tuple(sorted(removed))
-        )
-        logger.info(
-            "enrolled %s: %d added, %d unchanged, %d failed, %d removed",
-            root,
-            len(report.added),
-            len(report.unchanged),
-            len(report.failed),
-            len(report.removed),
-        )
-        return report
 
     def close(self) -> None:
         """Close the database; the gallery cannot be used afterwards. Closing twice is harmless."""
@@ -612,109 +503,7 @@ class Gallery:
         if self._path is not None:
             scrub_wal(self._db(), self._where())
 
-    def _enroll_identity(
-        self, name: str, files: list[Path], prefix: str, recognizer: EnrollingRecognizer, scan: FolderScan
-    ) -> EnrollmentReport:
-        query = (
-            "SELECT e.id, e.source_path, e.source_sha256 FROM embeddings e "
-            "JOIN identities i ON i.id = e.identity_id WHERE i.name = ?"
-        )
-        rows = self._db().execute(query, (name,)).fetchall()
-        enrolled = {sha256 for _, _, sha256 in rows if sha256 is not None}
-        holder: dict[str, Path] = {}  # sha256 -> a file of this folder with that content
-        unreadable = {str(file) for file in scan.unreadable}
-        new_rows: list[tuple[np.ndarray, str | None, str | None]] = []
-        added: list[Path] = []
-        unchanged: list[Path] = []
-        failed: list[tuple[Path, str]] = []
-
-        for file in files:
-            sha256 = scan.hashes.get(file)
-            if sha256 is None:  # unreadable, empty or shared with another identity: reported by the scan
-                continue
-            if sha256 in enrolled or sha256 in holder:
-                unchanged.append(file)
-                holder.setdefault(sha256, file)
-                continue
-
-            try:
-                data = file.read_bytes()
-            except OSError as error:
-                failed.append((file, f"cannot read file: {one_line(error)}"))
-                unreadable.add(str(file))
-                continue
-            sha256 = hashlib.sha256(data).hexdigest()  # of the bytes decoded, should the file have changed since
-            image = decode_image(data)
-            if image is None:
-                failed.append((file, "cannot decode image"))
-                continue
-            embedding = recognizer.embed_largest_face(image)
-            if embedding is None:
-                failed.append((file, "no face found"))
-                continue
-            if np.shape(embedding) != (self._embedding_size,):
-                raise ValueError(
-                    f"recognizer.embed_largest_face returned shape {np.shape(embedding)} for {file}, "
-                    f"expected ({self._embedding_size},)"
-                )
-            new_rows.append(
-                (_normalised(embedding, self._embedding_size, f"the embedding of {file}")[0], str(file), sha256)
-            )
-            added.append(file)
-            holder[sha256] = file
-
-        # A row from this folder stays while some file of the identity still has its content (following a renamed
-        # file); a file that could not be read keeps its row, since a passing permission problem is no reason to forget.
-        stale: list[tuple[int, str]] = []
-        moved: list[tuple[str, int]] = []
-        for row_id, path, sha256 in rows:
-            if path is None or not path.startswith(prefix) or path in unreadable:
-                continue
-            if sha256 not in holder:
-                stale.append((row_id, path))
-            elif scan.hashes.get(Path(path)) != sha256:
-                moved.append((str(holder[sha256]), row_id))
-
-        if stale or moved or new_rows:
-            with self._write() as connection:
-                connection.executemany("DELETE FROM embeddings WHERE id = ?", [(row_id,) for row_id, _ in stale])
-                connection.executemany("UPDATE embeddings SET source_path = ? WHERE id = ?", moved)
-                if new_rows:
-                    self._insert(connection, name, new_rows)
-                connection.execute(_DROP_EMPTY_IDENTITY, (name,))
-        return EnrollmentReport(tuple(added), tuple(unchanged), tuple(failed), tuple(Path(path) for _, path in stale))
-
-    def _drop_vanished(self, prefix: str, keep: set[str]) -> list[Path]:
-        query = (
-            "SELECT e.id, e.source_path, i.name FROM embeddings e "
-            "JOIN identities i ON i.id = e.identity_id WHERE substr(e.source_path, 1, ?) = ?"
-        )
-        rows = self._db().execute(query, (len(prefix), prefix)).fetchall()
-        stale = [(row_id, path, name) for row_id, path, name in rows if name not in keep]
-        if stale:
-            with self._write() as connection:
-                connection.executemany("DELETE FROM embeddings WHERE id = ?", [(row_id,) for row_id, _, _ in stale])
-                connection.executemany(_DROP_EMPTY_IDENTITY, [(name,) for name in {name for _, _, name in stale}])
-        return [Path(path) for _, path, _ in stale]
-
 
 def _check_name(name: object) -> None:
     if not isinstance(name, str) or not name.strip():
         raise ValueError(f"an identity name must be a non-empty string, got {name!r}")
-
-
-def _normalised(embeddings: np.ndarray, size: int, what: str) -> np.ndarray:
-    array = np.asarray(embeddings)
-    if array.ndim == 1:
-        array = array[None]
-    if array.ndim != 2 or array.shape[1] != size:
-        raise ValueError(f"{what} must have shape ({size},) or (N, {size}), got shape {np.shape(embeddings)}")
-    if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
-        raise ValueError(f"{what} must be real numbers, got dtype {array.dtype}")
-    array = array.astype(np.float64)
-    if not np.isfinite(array).all():
-        raise ValueError(f"{what} contain NaN or infinite values")
-    norms = np.linalg.norm(array, axis=1, keepdims=True)
-    if (norms == 0).any():
-        raise ValueError(f"{what} contain an all-zero vector, which has no direction to compare")
-    return (array / norms).astype(np.float32)

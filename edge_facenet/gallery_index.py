@@ -430,3 +430,25 @@ def _thread_pool() -> ThreadPoolExecutor:
         if _pool is None:
             _pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="edge_facenet-gallery")
         return _pool
+
+
+def normalised_rows(embeddings: np.ndarray, size: int, what: str) -> np.ndarray:
+    """(D,) or (N, D) real numbers as (N, D) float32 unit rows.
+
+    Raises:
+        ValueError: Naming ``what``, for a wrong shape or dtype, NaN or infinite values, or an all-zero row.
+    """
+    array = np.asarray(embeddings)
+    if array.ndim == 1:
+        array = array[None]
+    if array.ndim != 2 or array.shape[1] != size:
+        raise ValueError(f"{what} must have shape ({size},) or (N, {size}), got shape {np.shape(embeddings)}")
+    if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
+        raise ValueError(f"{what} must be real numbers, got dtype {array.dtype}")
+    array = array.astype(np.float64)
+    if not np.isfinite(array).all():
+        raise ValueError(f"{what} contain NaN or infinite values")
+    norms = np.linalg.norm(array, axis=1, keepdims=True)
+    if (norms == 0).any():
+        raise ValueError(f"{what} contain an all-zero vector, which has no direction to compare")
+    return (array / norms).astype(np.float32)
