@@ -7,10 +7,11 @@ Usage:
     python -m edge_facenet.camera --gallery people/ --source csi          # Jetson CSI camera (GStreamer)
 
 ``people/<name>/*.jpg`` is enrolled (incrementally: unchanged photos are not embedded again) into
-``people/gallery.sqlite3`` at start. Faces are tracked across frames; a track's name is decided from the mean of its
-recent embeddings, and a tracked face is embedded again only every few frames or when it grows, so names do not
-flicker and most frames cost a detection only. Events (a track appeared, was identified, changed identity, left) go
-to standard output, one line each (``--json``: one JSON object each); Ctrl-C or the end of the input stops with a
+``people/gallery.sqlite3`` at start, and again whenever the folder changes while the app runs (``--watch``). Faces
+are tracked across frames; a track's name is decided from the mean of its recent embeddings, and a tracked face is
+embedded again only every few frames or when it grows or gets sharper, so names do not flicker and most frames cost
+a detection only. Events (a track appeared, was identified, changed identity, left; the gallery was updated) go to
+standard output, one line each (``--json``: one JSON object each); Ctrl-C or the end of the input stops with a
 summary.
 """
 
@@ -31,7 +32,8 @@ import numpy as np
 from edge_facenet.camera.annotate import Label, draw_labels
 from edge_facenet.camera.capture import open_source, parse_source
 from edge_facenet.camera.tracker import FaceTracker, TrackerConfig, TrackEvent
-from edge_facenet.gallery import Gallery, GalleryMismatchError
+from edge_facenet.camera.watch import FolderWatcher
+from edge_facenet.gallery import EnrollmentReport, Gallery, GalleryMismatchError
 from edge_facenet.quality import sharpness
 from edge_facenet.recognizer import Recognizer
 
@@ -180,6 +182,11 @@ def describe(event: dict[str, object]) -> str:
     name = event.get("name") or "unknown"
     similarity = f" ({event['similarity']:.3f})" if event.get("similarity") is not None else ""
     kind = event["event"]
+    if kind == "gallery_updated":
+        return (
+            f"{where} gallery updated: {event['added']} photos added, {event['removed']} removed, "
+            f"{event['failed']} not enrolled; {event['people']} people"
+        )
     if kind == "face":
         return f"{where} face: {name}{similarity}"
     track = f"track {event['track']}"
@@ -215,6 +222,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-tracking", action="store_true", help="name each face of each frame on its own")
     parser.add_argument("--realtime", action="store_true", help="play files at their frame rate, dropping late frames")
     parser.add_argument(
+        "--watch",
+        type=float,
+        default=2.0,
+        metavar="SECONDS",
+        help="look at the people folder this often and enrol what changed (0: never)",
+    )
+    parser.add_argument(
         "--stream-timeout", type=float, default=10.0, help="seconds a stream URL may take to open or send a frame"
     )
     parser.add_argument("--max-frames", type=int, help="stop after this many frames")
@@ -234,6 +248,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.max_frames is not None and args.max_frames < 1:
             raise ValueError(f"--max-frames must be at least 1, got {args.max_frames}")
+        if not args.stream_timeout > 0:
+            raise ValueError(f"--stream-timeout must be a positive number of seconds, got {args.stream_timeout}")
+        if not args.watch >= 0:
+            raise ValueError(f"--watch must be 0 (off) or a positive number of seconds, got {args.watch}")
         spec = parse_source(args.source)
         recognizer = Recognizer(
             args.model, args.detector, backend=args.backend, threshold=args.threshold, precision=args.precision
@@ -250,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
         if not gallery.names():
             raise ValueError(f"no one could be enrolled from {args.gallery}: add <name>/<photo> files with a face")
         app = CameraApp(recognizer, tracking=not args.no_tracking)
+        watcher = FolderWatcher(args.gallery, gallery, recognizer, args.watch) if args.watch > 0 else None
         source = open_source(spec, realtime=args.realtime, stream_timeout=args.stream_timeout)
     except (FileNotFoundError, NotADirectoryError, ValueError, GalleryMismatchError, ImportError) as error:
         print(f"error: {str(error).splitlines()[0]}", file=sys.stderr)
@@ -270,6 +289,8 @@ def main(argv: list[str] | None = None) -> int:
                 index, timestamp = frame.index, frame.timestamp
                 tick = time.perf_counter()
                 labels, events = app.process(frame.image, index, timestamp)
+                if watcher is not None and (update := watcher.poll()) is not None:
+                    events.append(_gallery_event(update, len(gallery.names()), index, timestamp))
                 elapsed = time.perf_counter() - tick
                 fps = 1.0 / elapsed if fps is None else FPS_SMOOTHING * fps + (1 - FPS_SMOOTHING) / max(elapsed, 1e-6)
                 _emit(events, args.json)
@@ -314,6 +335,18 @@ def main(argv: list[str] | None = None) -> int:
         if args.output:
             print(f"annotated video: {args.output}")
     return 0
+
+
+def _gallery_event(report: EnrollmentReport, people: int, index: int, timestamp: float) -> dict[str, object]:
+    return {
+        "event": "gallery_updated",
+        "frame": index,
+        "time": round(timestamp, 3),
+        "added": len(report.added),
+        "removed": len(report.removed),
+        "failed": len(report.failed),
+        "people": people,
+    }
 
 
 def _emit(events: list[dict[str, object]], as_json: bool) -> None:

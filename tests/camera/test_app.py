@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from edge_facenet.camera import demo
-from edge_facenet.camera.app import CameraApp, main
+from edge_facenet.camera.app import CameraApp, describe, main
 from edge_facenet.camera.tracker import TrackerConfig
 from edge_facenet.detector import FaceDetector
 from edge_facenet.recognizer import Recognizer
@@ -29,6 +29,11 @@ def person_at(frame: int, bbox: list[float]) -> str | None:
     return best if best is not None and gaps[best] < demo.FACE_SIDE / 2 else None
 
 
+def demo_arguments(material, detector_path):
+    """The app on the demo video with the demo people."""
+    return ["--gallery", str(material.people_dir), "--source", str(material.video), "--detector", str(detector_path)]
+
+
 def run(arguments, capsys):
     code = main(arguments)
     captured = capsys.readouterr()
@@ -37,14 +42,7 @@ def run(arguments, capsys):
 
 def test_the_app_names_the_enrolled_people_and_leaves_the_stranger_unknown(material, detector_path, capsys, tmp_path):
     output = tmp_path / "annotated.mp4"
-    arguments = [
-        "--gallery",
-        str(material.people_dir),
-        "--source",
-        str(material.video),
-        "--detector",
-        str(detector_path),
-    ]
+    arguments = demo_arguments(material, detector_path)
     code, out, err = run([*arguments, "--no-display", "--json", "--max-frames", "500", "--output", str(output)], capsys)
     assert code == 0, err
     events = [json.loads(line) for line in out.splitlines()]
@@ -74,14 +72,7 @@ def test_the_app_names_the_enrolled_people_and_leaves_the_stranger_unknown(mater
 
 
 def test_text_output_ends_with_the_summary(material, detector_path, capsys):
-    arguments = [
-        "--gallery",
-        str(material.people_dir),
-        "--source",
-        str(material.video),
-        "--detector",
-        str(detector_path),
-    ]
+    arguments = demo_arguments(material, detector_path)
     code, out, _ = run([*arguments, "--no-display", "--max-frames", "30"], capsys)
     assert code == 0
     lines = out.splitlines()
@@ -114,6 +105,25 @@ def test_an_empty_gallery_folder_exits_with_one_line(material, detector_path, ca
     assert code == 1 and "no one could be enrolled" in err and err.count("\n") == 1
     code, _, err = run(["--gallery", str(tmp_path / "absent"), "--source", str(material.video)], capsys)
     assert code == 1 and err.startswith("error: ") and err.count("\n") == 1
+
+
+def test_bad_numbers_exit_with_one_line(material, detector_path, capsys):
+    arguments = demo_arguments(material, detector_path)
+    for option, value, message in [
+        ("--watch", "-1", "--watch must be 0 (off) or a positive number of seconds, got -1.0"),
+        ("--stream-timeout", "0", "--stream-timeout must be a positive number of seconds, got 0.0"),
+        ("--stream-timeout", "nan", "--stream-timeout must be a positive number of seconds, got nan"),
+        ("--max-frames", "0", "--max-frames must be at least 1, got 0"),
+    ]:
+        code, _, err = run([*arguments, "--no-display", option, value], capsys)
+        assert (code, err) == (1, f"error: {message}\n")
+
+
+def test_a_gallery_update_reads_as_one_line():
+    event = {"event": "gallery_updated", "frame": 42, "time": 2.8, "added": 2, "removed": 1, "failed": 0, "people": 5}
+    assert (
+        describe(event) == "[   2.80s frame    42] gallery updated: 2 photos added, 1 removed, 0 not enrolled; 5 people"
+    )
 
 
 def test_a_face_coming_into_focus_is_embedded_again_at_once(lfw_dir, detector_path, random_model_path):
