@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import inspect
 import itertools
 import json
 import os
@@ -42,8 +41,8 @@ EMBEDDING_SIZE = 128
 QUERY_COSINE = 0.8
 ADD_REPEATS = 8  # identities added one at a time after the timed searches
 BUILD_CHUNK = 100_000
-# Gallery options other than the exact float32 default, and the Gallery() argument that turns each on. A variant is
-# measured only where Gallery accepts that argument; add or rename entries here as the Gallery API grows.
+# Gallery options other than the exact float32 default, measured at the largest size, and the Gallery() arguments
+# that turn each on; one that fails (the IVF index without faiss) is reported in the facts and left out.
 VARIANTS = {"float16": {"dtype": "float16"}, "ann": {"index": "ivf"}}
 
 
@@ -54,31 +53,6 @@ def size_label(count: int) -> str:
     if count % 1000 == 0:
         return f"{count // 1000}k"
     return str(count)
-
-
-def add_identities(gallery: object, names: list[str], embeddings: np.ndarray) -> None:
-    """Enrol one embedding per name: ``Gallery.add_many`` where it exists, else one ``add`` per name (slow)."""
-    add_many = getattr(gallery, "add_many", None)
-    if add_many is not None:
-        add_many(names, embeddings, source_paths=None)
-        return
-    for name, embedding in zip(names, embeddings, strict=True):
-        gallery.add(name, embedding)
-
-
-def available_variants() -> tuple[dict[str, dict[str, str]], dict[str, str]]:
-    """The gallery variants this Gallery supports (name -> options), and why the others are left out."""
-    from edge_facenet.gallery import Gallery
-
-    parameters = inspect.signature(Gallery).parameters
-    found, missing = {}, {}
-    for name, options in VARIANTS.items():
-        absent = [option for option in options if option not in parameters]
-        if absent:
-            missing[name] = f"Gallery() takes no {', '.join(absent)} argument (hook: VARIANTS in bench_gallery.py)"
-        else:
-            found[name] = options
-    return found, missing
 
 
 def build_gallery_file(path: Path, count: int, query_count: int, seed: int) -> tuple[float, np.ndarray, np.ndarray]:
@@ -102,7 +76,7 @@ def build_gallery_file(path: Path, count: int, query_count: int, seed: int) -> t
             centres_of_queries[np.searchsorted(query_ids, chosen)] = centres[chosen - start]
             names = [f"id{index:07d}" for index in range(start, stop)]
             began = time.perf_counter()
-            add_identities(gallery, names, centres)
+            gallery.add_many(names, centres)
             seconds += time.perf_counter() - began
 
     # |noise| = tan(arccos(0.8)) = 0.75 makes cos(centre, normalise(centre + noise)) = 0.8.
@@ -148,16 +122,13 @@ def measure_gallery_sizes(
         log: Where progress lines go.
 
     Returns:
-        Figures keyed ``gallery.<exact|float16|ann>.<size>.<figure>``, and facts (sizes measured, skips, hooks).
+        Figures keyed ``gallery.<exact|float16|ann>.<size>.<figure>``, and facts (sizes measured, skips, variants
+        left out).
     """
-    from edge_facenet.gallery import Gallery
-
-    variants, missing = available_variants()
     figures: dict[str, Figure] = {}
     skipped: dict[str, str] = {}
+    missing: dict[str, str] = {}
     facts: dict[str, object] = {"skipped": skipped, "variants_missing": missing, "build_s": {}, "exact_accuracy": {}}
-    has_add_many = hasattr(Gallery, "add_many")
-    facts["enrolled_with"] = "Gallery.add_many" if has_add_many else "Gallery.add, one call per identity (no add_many)"
     seconds_per_identity = None
     for index, count in enumerate(sizes):
         label = size_label(count)
@@ -174,7 +145,7 @@ def measure_gallery_sizes(
         queries_path = workdir / f"queries_{label}.npy"
         np.save(queries_path, queries)
 
-        kinds = {"exact": {}, **(variants if index == len(sizes) - 1 else {})}
+        kinds = {"exact": {}, **(VARIANTS if index == len(sizes) - 1 else {})}
         top1: dict[str, list[str]] = {}
         for kind, options in kinds.items():
             try:
@@ -185,7 +156,7 @@ def measure_gallery_sizes(
             except RuntimeError as error:
                 if kind == "exact":
                     raise
-                missing[kind] = str(error)  # a variant whose options this Gallery refuses is reported, not fatal
+                missing[kind] = str(error)  # such as the IVF index without faiss: reported, not fatal
                 log(f"  gallery {kind} {label}: {error}")
                 continue
             key = f"gallery.{kind}.{label}"
@@ -250,17 +221,6 @@ def measure_enrolment(lfw_dir: Path, detector_path: Path, workdir: Path, images:
         times.append((time.perf_counter() - start) * 1000.0)
     recognizer.gallery.close()
     return rate(summarise(times, "ms"), 1, "images/s")
-
-
-def matrix_bytes(gallery: object) -> int:
-    """Bytes of the gallery's in-memory search matrix; 0 where the gallery does not expose it."""
-    for name in ("nbytes", "memory_bytes"):
-        value = getattr(gallery, name, None)
-        if isinstance(value, (int, np.integer)):
-            return int(value)
-    # No public figure yet: the exact index keeps its matrix in ``_index``.
-    matrix = getattr(getattr(gallery, "_index", None), "matrix", None)
-    return int(matrix.nbytes) if isinstance(matrix, np.ndarray) else 0
 
 
 def _agreement(names: list[str], reference: list[str]) -> float:
@@ -331,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
         "load_s": load_s,
         "rss_growth_bytes": rss_after - rss_before,
         "peak_rss_growth_bytes": max(0, peak - rss_before),
-        "matrix_bytes": matrix_bytes(gallery),
+        "matrix_bytes": gallery.memory_bytes,
         "search_ms": search,
         "top1": top1,
     }

@@ -213,7 +213,7 @@ def gallery_part(args: argparse.Namespace, settings: Settings, workdir: Path, sa
         "memory reserved for growth at load; the first of 8 calls, and the median of the 7 later ones. Remove + "
         "search: Gallery.remove of those 8, each followed by a search (the removal closes the gap in the loaded "
         "matrix), median; not timed with an IVF index, which a removal makes be built again.",
-        f"Galleries enrolled with {facts['enrolled_with']}. Queries: normalise(centre + noise) at cosine 0.8 to their "
+        "Galleries enrolled with Gallery.add_many. Queries: normalise(centre + noise) at cosine 0.8 to their "
         f"identity; exact top-1 named the right identity for {accuracy} of them.",
         "Enrolment through Recognizer.enroll (read, detect, align, embed, one SQLite write), one LFW photo a call: "
         f"{number(enrolment.value)} images/s ({spread_cell(enrolment)}).",
