@@ -13,7 +13,9 @@ Identity rule: a track's identity (a name, or None for unknown; every track star
 The matcher reports only the best identity and its similarity, so once another name (or none) is best, the mean's
 similarity to the current name is not known and a similarity margin between the two could not be checked; a run of
 disagreeing decisions can be. A track whose decision disagrees with its identity is embedded every frame until that
-is settled, so the confirmation costs ``switch_after`` frames rather than ``switch_after * reembed_every``.
+is settled, so the confirmation costs ``switch_after`` frames rather than ``switch_after * reembed_every``. An
+embedding far from the windowed mean (below ``reset_below``) empties the window before it joins: when another person
+takes the tracked one's place, the decisions turn at once instead of after half a window of new embeddings.
 
 This module needs numpy and the :class:`~edge_facenet.types.Face` type only: no model, gallery or OpenCV.
 """
@@ -221,6 +223,10 @@ class FaceTracker:
 
         updated: list[Track] = []
         for (track, _), vector in zip(pairs, vectors, strict=True):
+            mean = track.mean_embedding()
+            if mean is not None and float(mean @ vector) < self._config.reset_below:
+                logger.debug("frame %d: track %d looks like someone else: window emptied", frame_index, track.track_id)
+                track.embeddings.clear()
             track.embeddings.append(vector)
             track.last_embedded_frame = frame_index
             track.last_embedded_area = box_area(track.bbox)

@@ -142,6 +142,11 @@ class TrackerConfig:
             focus gives a better embedding.
         min_embeddings_to_name: Embeddings a track needs before its identity is decided, 1 to ``window``.
         switch_after: Consecutive differing decisions before a track's identity changes (1 = at once).
+        reset_below: A new embedding whose cosine similarity to the track's windowed mean is below this, in [-1, 1],
+            empties the window first: another person has most likely taken the place of the tracked one (say, in a
+            queue), and the old embeddings would hold the old name for a whole window. With the shipped model,
+            across LFW photos, different people's similarity has a median of 0.00 and the same person's a 5th
+            percentile of 0.47; one person's consecutive video frames are closer still. -1 turns it off.
     """
 
     iou_threshold: float = 0.3
@@ -153,6 +158,7 @@ class TrackerConfig:
     sharper_ratio: float = 1.5
     min_embeddings_to_name: int = 1
     switch_after: int = 3
+    reset_below: float = 0.3
 
     def __post_init__(self) -> None:
         if not is_real(self.iou_threshold) or not 0.0 < self.iou_threshold <= 1.0:
@@ -172,6 +178,8 @@ class TrackerConfig:
                 f"min_embeddings_to_name must not exceed window ({self.window}), got {self.min_embeddings_to_name}"
             )
         check_int("switch_after", self.switch_after, 1)
+        if not is_real(self.reset_below) or not -1.0 <= self.reset_below <= 1.0:
+            raise ValueError(f"reset_below must be a number in [-1, 1], got {self.reset_below!r}")
 
 
 @dataclass(frozen=True)

@@ -255,7 +255,7 @@ def test_sharpness_must_be_one_non_negative_number_per_face():
 
 
 def test_one_matcher_call_per_update_over_the_windowed_means(people, matcher):
-    tracker = FaceTracker(TrackerConfig(min_embeddings_to_name=2, window=3))
+    tracker = FaceTracker(TrackerConfig(min_embeddings_to_name=2, window=3, reset_below=-1.0))  # A and B averaged
     pairs = tracker.update([face_at(0, 0), face_at(300, 0)], 0, 0.0)
     tracker.add_embeddings([(track, people["A"]) for track, _ in pairs], matcher, 0, 0.0)
     assert matcher.calls == []  # one embedding each, two needed
@@ -268,9 +268,10 @@ def test_one_matcher_call_per_update_over_the_windowed_means(people, matcher):
     assert len(pairs[0][0].embeddings) == 2
 
 
-def test_a_genuine_change_of_person_changes_the_identity_once(people, matcher):
+@pytest.mark.parametrize("reset_below", [0.3, -1.0])
+def test_a_genuine_change_of_person_changes_the_identity_once(people, matcher, reset_below):
     rng = np.random.default_rng(3)
-    tracker = FaceTracker(TrackerConfig(reembed_every=1))  # the new person is embedded every frame
+    tracker = FaceTracker(TrackerConfig(reembed_every=1, reset_below=reset_below))  # embedded every frame
     frames = [[face_at(100, 100)] for _ in range(60)]
     run(tracker, frames, matcher, lambda index, _: noisy(people["A" if index < 40 else "B"], 0.066, rng))
     tracker.finish(60, 60 / FPS)
@@ -281,8 +282,27 @@ def test_a_genuine_change_of_person_changes_the_identity_once(people, matcher):
         ("identity_changed", "B", "A"),
         ("left", "B", None),
     ]
-    # The window of 10 turns to B after about 5 of its embeddings, then 3 decisions confirm it.
-    assert 40 + 3 <= events[1].frame_index <= 40 + 10 // 2 + 3 + 1
+    if reset_below > -1:  # B's first embedding empties the window: three decisions on B, at frames 40, 41, 42
+        assert events[1].frame_index == 40 + 2
+    else:  # the window of 10 turns to B after about 5 of its embeddings, then 3 decisions confirm it
+        assert 40 + 3 <= events[1].frame_index <= 40 + 10 // 2 + 3 + 1
+
+
+def test_someone_taking_a_tracked_persons_place_is_named_within_a_few_frames(people, matcher):
+    rng = np.random.default_rng(5)
+    tracker = FaceTracker()  # defaults: embedded every 5 frames while settled
+    frames = [[face_at(100, 100)] for _ in range(80)]
+    run(tracker, frames, matcher, lambda index, _: noisy(people["A" if index < 41 else "B"], 0.066, rng))
+    changed = [event for event in tracker.drain_events() if event.kind == "identity_changed"]
+    # A was embedded at frames 0, 1, 2 (confirming), then every 5: B first at 42, then every frame until three
+    # decisions agree. Without emptying the window it took about two seconds at 15 frames/s.
+    assert [(event.name, event.frame_index) for event in changed] == [("B", 44)]
+
+    # The same person with noisier embeddings (cosine about 0.7 to each other) never empties the window.
+    tracker = FaceTracker()
+    run(tracker, frames, matcher, lambda index, _: noisy(people["A"], 0.09, rng))
+    assert [event.kind for event in tracker.drain_events()] == ["appeared", "identified"]
+    assert len(tracker.tracks[0].embeddings) == tracker.config.window
 
 
 def test_a_named_track_that_stops_matching_becomes_unknown(people, matcher):
@@ -312,6 +332,8 @@ def test_a_named_track_that_stops_matching_becomes_unknown(people, matcher):
         ("grow_ratio", 1.0),
         ("grow_ratio", float("inf")),
         ("max_jump", -0.5),
+        ("reset_below", 1.5),
+        ("reset_below", float("nan")),
         ("max_jump", float("inf")),
         ("sharper_ratio", 0.9),
         ("sharper_ratio", "2"),
