@@ -43,10 +43,8 @@ _SCHEMA = (
 )
 # Triggers that count, in meta's "rewrites", every change other than adding rows: deleted or moved embeddings,
 # renamed or deleted identities. A reader that saw the count unchanged reads only the rows added since (ids grow).
-_BUMP_REWRITES = (
-    "INSERT INTO meta (key, value) VALUES ('rewrites', '1') "
-    "ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1"
-)
+# A plain UPDATE (no UPSERT) so that any SQLite 3 can read the schema; the row is made with the triggers.
+_BUMP_REWRITES = "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'rewrites'"
 _TRIGGERS = {
     "rewrites_on_embedding_delete": "AFTER DELETE ON embeddings",
     "rewrites_on_embedding_update": "AFTER UPDATE OF vector, identity_id ON embeddings",
@@ -226,7 +224,9 @@ def read_new_embeddings(
 def has_change_counter(connection: sqlite3.Connection) -> bool:
     """Whether the file counts its deletions and renames (see ``_TRIGGERS``), so that it can be read incrementally."""
     query = f"SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND name IN ({', '.join('?' * len(_TRIGGERS))})"
-    return connection.execute(query, tuple(_TRIGGERS)).fetchone()[0] == len(_TRIGGERS)
+    if connection.execute(query, tuple(_TRIGGERS)).fetchone()[0] != len(_TRIGGERS):
+        return False
+    return connection.execute("SELECT 1 FROM meta WHERE key = 'rewrites'").fetchone() is not None
 
 
 def _read_rows(
@@ -269,6 +269,7 @@ def _add_triggers(connection: sqlite3.Connection, where: str) -> None:
         return
     try:
         with transaction(connection):
+            connection.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('rewrites', '0')")
             for name, event in _TRIGGERS.items():
                 connection.execute(f"CREATE TRIGGER IF NOT EXISTS {name} {event} BEGIN {_BUMP_REWRITES}; END")
     except sqlite3.OperationalError as error:  # a read-only file: searches then read everything after a change
