@@ -279,7 +279,8 @@ class Gallery(FolderEnrolment):
         """Remove an identity and all its embeddings, also from the bytes of the file and its write-ahead log.
 
         The deleted rows are overwritten with zeros and the log is checkpointed and truncated; while another
-        connection is reading, the log keeps them until the next checkpoint (a warning says so).
+        connection is reading, the log keeps them until the next checkpoint (a warning says so). The file keeps its
+        size until :meth:`vacuum`.
 
         Returns:
             The number of embeddings removed.
@@ -299,6 +300,29 @@ class Gallery(FolderEnrolment):
             self._change = ("remove", identity_id, largest)
         self._scrub()
         return removed
+
+    def vacuum(self) -> int:
+        """Rewrite the file without its free pages (SQLite ``VACUUM``), so that it shrinks after removals.
+
+        Removed embeddings are already overwritten with zeros (see :meth:`remove`); this returns their space to the
+        file system. It rewrites the whole file (seconds at a million embeddings) and needs a moment when no other
+        connection is reading.
+
+        Returns:
+            Bytes by which the file shrank (0 for an in-memory gallery).
+
+        Raises:
+            ValueError: When another connection kept the file busy for the whole busy timeout (10 s).
+        """
+        if self._path is None:
+            return 0
+        before = self._path.stat().st_size
+        try:
+            self._db().execute("VACUUM")
+        except sqlite3.OperationalError as error:
+            raise ValueError(f"cannot vacuum {self._where()}: {error} (another process is using it)") from None
+        self._scrub()
+        return max(0, before - self._path.stat().st_size)
 
     def rename(self, old: str, new: str) -> None:
         """Give an identity a new name, keeping its embeddings.

@@ -13,7 +13,7 @@ import logging
 import os
 import sqlite3
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -114,6 +114,23 @@ def open_database(
         connection.close()
         raise
     return connection, stored_dtype
+
+
+def read_identity(path: Path) -> tuple[str, int]:
+    """The fingerprint and embedding size a gallery file was enrolled with, read without writing to it.
+
+    Raises:
+        FileNotFoundError: When there is no file at ``path``.
+        ValueError: When the file is not an edge_facenet gallery.
+    """
+    if not path.is_file():
+        raise FileNotFoundError(f"gallery file not found: {path}")
+    try:
+        with closing(sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)) as connection:
+            meta = dict(connection.execute("SELECT key, value FROM meta"))
+        return meta["fingerprint"], int(meta["embedding_size"])
+    except (sqlite3.DatabaseError, KeyError, ValueError) as error:
+        raise ValueError(f"{path} is not an edge_facenet gallery: {error}") from None
 
 
 def create_private(path: Path) -> None:

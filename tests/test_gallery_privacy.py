@@ -88,6 +88,22 @@ def test_removed_embeddings_leave_the_file_and_its_write_ahead_log(tmp_path, dty
         assert "victim" not in reader.names()
 
 
+def test_vacuum_shrinks_the_file_after_removals_and_keeps_the_rest(tmp_path):
+    path = tmp_path / "gallery.sqlite3"
+    vectors = np.random.default_rng(1).standard_normal((3000, D))
+    names = [f"person{i:04d}" for i in range(3000)]
+    with Gallery(path, FINGERPRINT, D) as gallery, Gallery(path, FINGERPRINT, D) as other:
+        gallery.add_many(names, vectors)
+        for name in names[1000:]:
+            other.remove(name)  # zeroes the rows and checkpoints the log into the file, which keeps its pages
+        size = path.stat().st_size
+        shrunk = gallery.vacuum()
+        assert shrunk > size // 2 and path.stat().st_size == size - shrunk
+        assert len(gallery) == 1000 and [hits[0].name for hits in gallery.search(vectors[:5], k=1)] == names[:5]
+    with Gallery(None, FINGERPRINT, D) as memory:
+        assert memory.vacuum() == 0
+
+
 def test_embeddings_dropped_by_re_enrolment_leave_the_file(tmp_path):
     root = (tmp_path / "faces").resolve()
     images = make_faces(root)
