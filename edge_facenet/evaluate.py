@@ -27,13 +27,13 @@ from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from edge_facenet._files import atomic_output
 from edge_facenet.aligner import FaceAligner
 from edge_facenet.detector import FaceDetector, central_face
 from edge_facenet.embedder import Embedder
+from edge_facenet.images import read_image
 from edge_facenet.lfw import IMAGES_FOLDER, Pair, pair_images, read_pairs
 from edge_facenet.metrics import VerificationReport, evaluate_verification, roc_curve
 from edge_facenet.plot import line_chart, write_png
@@ -82,12 +82,7 @@ def align_images(
 
     missing = [key for key in keys if key not in cached]
     for key in _progress(missing, "aligning", progress):
-        path = images_dir / key
-        if not path.is_file():
-            raise FileNotFoundError(f"image not found: {path}")
-        image = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_COLOR)
-        if image is None:
-            raise ValueError(f"cannot decode an image from {path}")
+        image = read_image(images_dir / key)
         face = central_face(detector.detect(image), image.shape[1], image.shape[0])
         if face is not None:
             cached[key] = (aligner.align(image, face.landmarks), True)

@@ -27,6 +27,7 @@ import cv2
 import numpy as np
 
 from edge_facenet._files import atomic_output, sha256_file
+from edge_facenet.images import read_image
 from edge_facenet.resolve import DOWNLOAD_TIMEOUT_S, cache_dir
 
 logger = logging.getLogger(__name__)
@@ -214,7 +215,7 @@ def _demo_frame(background: np.ndarray, faces: dict[str, list[np.ndarray]], inde
 
 def _face_patch(photo: Path) -> np.ndarray:
     # The central part of a 250x250 deep-funneled photo: the face with some hair and neck.
-    image = cv2.imread(str(photo))
+    image = read_image(photo)
     return cv2.resize(image[30:220, 30:220], (FACE_SIDE, FACE_SIDE), interpolation=cv2.INTER_AREA)
 
 

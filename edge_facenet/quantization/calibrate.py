@@ -31,7 +31,6 @@ from dataclasses import asdict, dataclass, replace
 from os import PathLike
 from pathlib import Path
 
-import cv2
 import numpy as np
 import onnx
 from onnx import numpy_helper
@@ -41,6 +40,7 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from edge_facenet import __version__
 from edge_facenet._files import atomic_output, sha256_file
+from edge_facenet.images import read_image
 from edge_facenet.metadata import ModelMetadata, read_metadata
 from edge_facenet.preprocess import blob_from_crops
 
@@ -370,10 +370,7 @@ def _read_image_folder(folder: Path) -> tuple[np.ndarray, list[str], list[str]]:
         raise ValueError(f"{folder} has no crops.npy and no images ({', '.join(IMAGE_SUFFIXES)})")
     crops = []
     for path in paths:
-        crop = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_COLOR)
-        if crop is None:
-            raise ValueError(f"cannot decode an image from {path}")
-        crops.append(crop)
+        crops.append(read_image(path))
     shapes = {crop.shape for crop in crops}
     if len(shapes) != 1:
         raise ValueError(f"calibration crops in {folder} differ in size ({sorted(shapes)}): they must be aligned crops")

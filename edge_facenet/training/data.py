@@ -28,12 +28,12 @@ from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from edge_facenet._files import atomic_output, sha256_file
 from edge_facenet.aligner import FaceAligner
 from edge_facenet.detector import FaceDetector, central_face
+from edge_facenet.images import decode_image
 from edge_facenet.lfw import read_people_folds
 from edge_facenet.templates import LANDMARK_NAMES
 from edge_facenet.types import Face
@@ -493,10 +493,7 @@ def _read_image(images_dir: Path, source: str) -> tuple[np.ndarray | None, str]:
         data = np.fromfile(images_dir / source, dtype=np.uint8)
     except OSError as error:
         return None, f"cannot read the file: {error.strerror or error}"
-    try:
-        image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    except cv2.error:
-        image = None
+    image = decode_image(data)
     if image is None:
         return None, "not a decodable image"
     return image, ""
