@@ -14,10 +14,8 @@ import logging
 import math
 import os
 import time
-from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -26,11 +24,13 @@ from torch import nn
 
 from edge_facenet._files import atomic_output
 from edge_facenet.metadata import ModelMetadata
-from edge_facenet.metrics import evaluate_verification, threshold_at_far
+from edge_facenet.metrics import evaluate_verification
 from edge_facenet.preprocess import blob_from_crops
 from edge_facenet.training.augment import Augmenter
 from edge_facenet.training.checkpoint import load_checkpoint, save_checkpoint
+from edge_facenet.training.config import OPTIMIZERS, EpochMetrics, TrainConfig, TrainResult
 from edge_facenet.training.data import CropDataset
+from edge_facenet.training.holdout import FAR_TARGET, open_set_threshold, split_identities
 from edge_facenet.training.losses import TripletMarginLoss
 from edge_facenet.training.miners import TripletMiner
 from edge_facenet.training.registry import build_model
@@ -38,146 +38,15 @@ from edge_facenet.training.samplers import IdentitySampler
 
 logger = logging.getLogger(__name__)
 
-OPTIMIZERS = ("adagrad", "sgd", "adam")
-FAR_TARGET = 1e-3
-THRESHOLD_IMAGES = 4000  # at most this many held-out images (8M pairs) set the threshold
-
-
-def open_set_threshold(
-    embeddings: np.ndarray, labels: np.ndarray, far_target: float = FAR_TARGET, seed: int = 0
-) -> tuple[float, float, int]:
-    """The cosine threshold that accepts at most ``far_target`` of all different-identity pairs of these images.
-
-    Every pair counts, not a sample: at FAR 1e-3 a few thousand sampled pairs would leave the threshold to the
-    one or two most alike strangers. Above :data:`THRESHOLD_IMAGES` images, a seeded subset is used.
-
-    Returns:
-        (threshold, share of the same-identity pairs it accepts, number of different-identity pairs).
-    """
-    if len(embeddings) > THRESHOLD_IMAGES:
-        keep = np.sort(np.random.default_rng(seed).choice(len(embeddings), THRESHOLD_IMAGES, replace=False))
-        embeddings, labels = embeddings[keep], labels[keep]
-    first, second = np.triu_indices(len(embeddings), k=1)
-    similarities = (embeddings @ embeddings.T)[first, second]  # (N, N) floats, not two (pairs, D) copies
-    same = labels[first] == labels[second]
-    threshold = float(np.clip(threshold_at_far(similarities, same, far_target), -1.0, 1.0))
-    accepted = float(np.mean(similarities[same] >= threshold)) if same.any() else float("nan")
-    return threshold, accepted, int((~same).sum())
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything that decides a training run (stored in every checkpoint).
-
-    Attributes:
-        arch: Architecture name (see ``edge_facenet.training.list_models``).
-        embedding_size: Embedding length.
-        epochs: Epochs to train.
-        identities_per_batch: P, identities per batch (per process under torchrun).
-        images_per_identity: K, images of each identity per batch.
-        singletons_per_batch: Extra single-image identities per batch, as negatives only.
-        batches_per_epoch: Batches per epoch; None lets the sampler cover each identity about once.
-        optimizer: ``adagrad`` (the FaceNet paper's), ``sgd`` or ``adam``.
-        lr: Learning rate (the paper's AdaGrad rate is 0.05, meant for training from scratch).
-        weight_decay: L2 weight decay.
-        lr_decay_start: Fraction of the run after which the rate falls (cosine) towards ``lr * lr_final``.
-        lr_final: Final rate as a fraction of ``lr``.
-        margin: Triplet margin alpha on squared distances of unit embeddings.
-        mining: ``semihard``, ``hard`` or ``all``.
-        augment: Random flips, small shifts and colour changes.
-        seed: Seed of initialisation, identity split, batches, augmentation and mining.
-        amp: Mixed precision on CUDA (ignored on the CPU).
-        channels_last: NHWC memory layout (faster on CPUs and tensor cores).
-        init_openface: Path of OpenFace's partial nn4.small2.v1 weights to start from (nn4_small2 only).
-        teachers: Teacher-embedding npz files for distillation.
-        distill_weight: Weight of the distillation term (0: off).
-        val_fraction: Fraction of the identities with two or more images held out for verification.
-        val_pairs: Verification pairs built from the held-out identities (half same, half different).
-    """
-
-    arch: str = "nn4_small2"
-    embedding_size: int = 128
-    epochs: int = 10
-    identities_per_batch: int = 32
-    images_per_identity: int = 4
-    singletons_per_batch: int = 0
-    batches_per_epoch: int | None = None
-    optimizer: str = "adagrad"
-    lr: float = 0.05
-    weight_decay: float = 0.0
-    lr_decay_start: float = 0.75
-    lr_final: float = 0.01
-    margin: float = 0.2
-    mining: str = "semihard"
-    augment: bool = True
-    seed: int = 0
-    amp: bool = True
-    channels_last: bool = True
-    init_openface: str | None = None
-    teachers: tuple[str, ...] = ()
-    distill_weight: float = 0.0
-    val_fraction: float = 0.1
-    val_pairs: int = 2000
-
-    def __post_init__(self) -> None:
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"unknown optimizer {self.optimizer!r}; valid optimizers: {', '.join(OPTIMIZERS)}")
-        if self.epochs < 1 or self.lr <= 0:
-            raise ValueError(f"epochs must be at least 1 and lr positive, got {self.epochs} and {self.lr}")
-        if not 0.0 <= self.val_fraction < 1.0:
-            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
-        if self.distill_weight < 0 or (self.distill_weight > 0 and not self.teachers):
-            raise ValueError("distillation needs teachers (teacher .npz files) and a non-negative distill_weight")
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain values (lists for tuples), as stored in checkpoints."""
-        return {
-            key: list(value) if isinstance(value, tuple) else value for key, value in dataclasses.asdict(self).items()
-        }
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
-        """Rebuild a config stored by :meth:`to_dict`."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        fields = {key: tuple(value) if key == "teachers" else value for key, value in values.items() if key in known}
-        return cls(**fields)
-
-
-@dataclass
-class EpochMetrics:
-    """One row of ``metrics.csv``."""
-
-    epoch: int
-    steps: int
-    loss: float
-    triplet_loss: float
-    distill_loss: float
-    active_fraction: float
-    lr: float
-    images_per_s: float
-    val_accuracy: float = float("nan")
-    val_std: float = float("nan")
-    val_auc: float = float("nan")
-    val_at_far: float = float("nan")
-    val_threshold: float = float("nan")
-    seconds: float = 0.0
-
-
-@dataclass
-class TrainResult:
-    """What a finished run produced."""
-
-    out_dir: Path
-    history: list[EpochMetrics] = field(default_factory=list)
-    best_accuracy: float = float("nan")
-
-
-@dataclass(frozen=True)
-class _Split:
-    train: CropDataset
-    val: CropDataset
-    pairs: np.ndarray  # (P, 2) indices into val
-    same: np.ndarray  # (P,) bool
+__all__ = [
+    "OPTIMIZERS",
+    "EpochMetrics",
+    "TrainConfig",
+    "TrainResult",
+    "Trainer",
+    "open_set_threshold",
+    "setup_distributed",
+]
 
 
 def setup_distributed() -> tuple[int, int]:
@@ -191,32 +60,6 @@ def setup_distributed() -> tuple[int, int]:
         if torch.cuda.is_available():
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     return dist.get_rank(), dist.get_world_size()
-
-
-def split_identities(dataset: CropDataset, fraction: float, pairs: int, seed: int) -> _Split:
-    """Hold out a fraction of the multi-image identities and build balanced verification pairs among them."""
-    rng = np.random.default_rng([seed, 7])
-    counts = np.bincount(dataset.labels, minlength=len(dataset.identities))
-    eligible = np.flatnonzero(counts >= 2)
-    held = rng.choice(eligible, size=round(fraction * len(eligible)), replace=False) if fraction else []
-    is_val = np.isin(dataset.labels, held)
-    train, val = dataset.subset(np.flatnonzero(~is_val)), dataset.subset(np.flatnonzero(is_val))
-    if len(val) == 0:
-        return _Split(train, val, np.zeros((0, 2), np.int64), np.zeros(0, bool))
-
-    by_identity = [np.flatnonzero(val.labels == label) for label in range(len(val.identities))]
-    same_pairs = []
-    for _ in range(pairs // 2):
-        members = by_identity[rng.integers(len(by_identity))]
-        same_pairs.append(rng.choice(members, size=2, replace=False))
-    different_pairs = []
-    while len(different_pairs) < pairs - pairs // 2:
-        a, b = rng.integers(len(val), size=2)
-        if val.labels[a] != val.labels[b]:
-            different_pairs.append((a, b))
-    all_pairs = np.array(same_pairs + different_pairs, dtype=np.int64).reshape(-1, 2)
-    same = np.arange(len(all_pairs)) < len(same_pairs)
-    return _Split(train, val, all_pairs, same)
 
 
 class Trainer:
