@@ -20,7 +20,6 @@ import importlib.util
 import json
 import os
 import platform
-import re
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -30,6 +29,7 @@ import cv2
 import numpy as np
 
 from edge_facenet import __version__
+from edge_facenet.camera.sources import opencv_video_backend
 from edge_facenet.resolve import YUNET_2023MAR, cache_dir, resolve_model_file
 
 JETSON_RELEASE = Path("/etc/nv_tegra_release")
@@ -95,9 +95,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _opencv_checks() -> list[Check]:
-    build = cv2.getBuildInformation()
-    ffmpeg = _backend(build, "FFMPEG")
-    gstreamer = _backend(build, "GStreamer")
+    ffmpeg, gstreamer = opencv_video_backend("FFMPEG"), opencv_video_backend("GStreamer")
     return [
         Check("opencv", "ok", cv2.__version__),
         Check(
@@ -113,10 +111,6 @@ def _opencv_checks() -> list[Check]:
             else "missing: no Jetson CSI cameras (pip wheels lack it; JetPack's OpenCV has it)",
         ),
     ]
-
-
-def _backend(build_information: str, name: str) -> bool:
-    return re.search(rf"^\s*{name}:\s*YES", build_information, re.MULTILINE) is not None
 
 
 def _onnxruntime_checks() -> list[Check]:

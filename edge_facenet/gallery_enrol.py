@@ -30,7 +30,7 @@ from edge_facenet.images import decode_image
 if TYPE_CHECKING:
     from edge_facenet.gallery import Gallery
 
-logger = logging.getLogger("edge_facenet.gallery")
+logger = logging.getLogger(__name__)
 
 GALLERY_FILENAME = "gallery.sqlite3"
 _DROP_EMPTY_IDENTITY = (

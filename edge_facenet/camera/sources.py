@@ -121,7 +121,16 @@ def csi_pipeline(sensor_id: int = 0, width: int = 1280, height: int = 720, fps: 
 
 def gstreamer_available() -> bool:
     """True when this OpenCV has the GStreamer video backend, which csi sources need."""
-    return re.search(r"^\s*GStreamer:\s*YES", cv2.getBuildInformation(), re.MULTILINE) is not None
+    return opencv_video_backend("GStreamer")
+
+
+def opencv_video_backend(name: str) -> bool:
+    """Whether this OpenCV was built with a video I/O backend, by the name its build information gives it.
+
+    Args:
+        name: As OpenCV lists it under "Video I/O", e.g. ``"FFMPEG"`` or ``"GStreamer"``.
+    """
+    return re.search(rf"^\s*{re.escape(name)}:\s*YES", cv2.getBuildInformation(), re.MULTILINE) is not None
 
 
 def _check_url(url: str) -> str:
